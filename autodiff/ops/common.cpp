@@ -1,0 +1,45 @@
+#include "autodiff/ops/common.h"
+
+namespace gradus::detail {
+
+void expect_defined(const char* op, const Tensor& t, const char* what) {
+  GRADUS_CHECK(t.defined(), op, "{} is an undefined tensor", what);
+}
+
+void expect_float_compatible(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    GRADUS_CHECK(t->defined(), op, "an input is an undefined tensor");
+    GRADUS_CHECK(is_floating(t->dtype()), op, "expected a floating-point tensor but found {}",
+                 t->describe());
+    if (first == nullptr) {
+      first = t;
+      continue;
+    }
+    GRADUS_CHECK(t->dtype() == first->dtype(), op, "dtypes differ: {} vs {} (convert one with to_dtype)",
+                 first->describe(), t->describe());
+    GRADUS_CHECK(t->device() == first->device(), op, "devices differ: {} vs {}", first->describe(),
+                 t->describe());
+  }
+}
+
+void expect_rank(const char* op, const Tensor& t, int64_t rank, const char* what) {
+  GRADUS_CHECK(t.dim() == rank, op, "expected {} of rank {} but found {}", what, rank, t.describe());
+}
+
+void expect_dtype(const char* op, const Tensor& t, DType dtype, const char* what) {
+  GRADUS_CHECK(t.dtype() == dtype, op, "expected {} of dtype {} but found {}", what,
+               dtype_name(dtype), t.describe());
+}
+
+Tensor scalar_like(double value, const Tensor& like) {
+  Tensor s = Tensor::scalar(value, like.dtype() == DType::bf16 ? DType::f32 : like.dtype());
+  if (!like.device().is_cpu() || like.dtype() == DType::bf16) {
+    Tensor d = Tensor::empty({}, like.dtype(), like.device());
+    raw_copy_(d, s);
+    return d;
+  }
+  return s;
+}
+
+}  // namespace gradus::detail

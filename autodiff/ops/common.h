@@ -1,0 +1,30 @@
+// Helpers shared by the op files: argument checks with messages that name the op, the shapes and
+// what was expected, and the conversion from scalars to tensors.
+#pragma once
+
+#include "autodiff/op_registry.h"
+#include "autodiff/tape.h"
+#include "core/tensor.h"
+#include "kernels/registry.h"
+
+namespace gradus::detail {
+
+// Checks that every tensor is defined, floating point (f32 / f64 / bf16) and shares dtype and device
+// with the first.
+void expect_float_compatible(const char* op, std::initializer_list<const Tensor*> tensors);
+void expect_defined(const char* op, const Tensor& t, const char* what);
+void expect_rank(const char* op, const Tensor& t, int64_t rank, const char* what);
+void expect_dtype(const char* op, const Tensor& t, DType dtype, const char* what);
+
+// A rank-0 tensor holding `value` in `like`'s dtype on `like`'s device.
+Tensor scalar_like(double value, const Tensor& like);
+
+// A fresh contiguous tensor on like's device with like's dtype.
+inline Tensor empty_like(const Tensor& like) {
+  return Tensor::empty(like.shape(), like.dtype(), like.device());
+}
+inline Tensor empty_like(const Shape& shape, const Tensor& like) {
+  return Tensor::empty(shape, like.dtype(), like.device());
+}
+
+}  // namespace gradus::detail

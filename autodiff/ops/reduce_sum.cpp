@@ -1,0 +1,138 @@
+// sum, mean and sum_to: forward through the "reduce" kernel; the backward broadcasts the gradient
+// back over the reduced axes.
+#include <algorithm>
+#include <numeric>
+
+#include "autodiff/ops/common.h"
+#include "autodiff/ops/reduce.h"
+#include "autodiff/ops/elementwise.h"
+#include "autodiff/ops/view.h"
+#include "kernels/elementwise.h"
+#include "kernels/reduce.h"
+
+namespace gradus {
+
+namespace detail {
+
+std::vector<int64_t> reduction_axes(const Tensor& x, const std::vector<int64_t>& axes,
+                                    const char* op) {
+  std::vector<int64_t> out;
+  if (axes.empty()) {
+    out.resize(static_cast<size_t>(x.dim()));
+    std::iota(out.begin(), out.end(), 0);
+    return out;
+  }
+  for (int64_t a : axes) out.push_back(normalize_axis(a, x.dim(), op));
+  std::sort(out.begin(), out.end());
+  GRADUS_CHECK(std::adjacent_find(out.begin(), out.end()) == out.end(), op,
+               "axis repeated in {} for {}", shape_str(axes), x.describe());
+  return out;
+}
+
+Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& axes, bool keepdim) {
+  Shape out;
+  for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+    bool reduced = std::binary_search(axes.begin(), axes.end(), d);
+    if (!reduced) out.push_back(shape[d]);
+    else if (keepdim) out.push_back(1);
+  }
+  return out;
+}
+
+Tensor raw_reduce(int op, const Tensor& x, const std::vector<int64_t>& axes) {
+  Shape keep_shape = reduced_shape(x.shape(), axes, true);
+  Tensor out = Tensor::empty(keep_shape, x.dtype(), x.device());
+  bool adjacent = axes.empty() || axes.back() - axes.front() + 1 == static_cast<int64_t>(axes.size());
+  Tensor src = x;
+  int64_t first = axes.empty() ? 0 : axes.front(), last = axes.empty() ? -1 : axes.back();
+  if (!adjacent) {
+    // Bring the reduced axes last: (kept..., reduced...), then reduce with inner = 1.
+    std::vector<int64_t> perm;
+    for (int64_t d = 0; d < x.dim(); ++d)
+      if (!std::binary_search(axes.begin(), axes.end(), d)) perm.push_back(d);
+    first = static_cast<int64_t>(perm.size());
+    perm.insert(perm.end(), axes.begin(), axes.end());
+    last = x.dim() - 1;
+    src = raw_permute(x, perm);
+  }
+  src = raw_contiguous(src);
+  int64_t outer = 1, reduce = 1, inner = 1;
+  for (int64_t d = 0; d < src.dim(); ++d) {
+    if (d < first) outer *= src.shape()[d];
+    else if (d <= last) reduce *= src.shape()[d];
+    else inner *= src.shape()[d];
+  }
+  static const kernels::KernelRef<kernels::ReduceFn> kernel(kernels::kReduce);
+  kernel(x.device(), x.dtype())(static_cast<kernels::ReduceOp>(op), src.raw_data(), out.raw_data(),
+                                outer, reduce, inner);
+  return out;
+}
+
+}  // namespace detail
+
+namespace {
+
+void sum_backward(const Record& r, const std::vector<Tensor>& go, std::vector<Tensor>& gi) {
+  // attrs.ints: [is_mean, axes...]; grad_out has the reduced shape (with or without size-1 axes).
+  const Shape& in_shape = r.input_shapes[0];
+  std::vector<int64_t> axes(r.attrs.ints.begin() + 1, r.attrs.ints.end());
+  Shape keep = detail::reduced_shape(in_shape, axes, true);
+  Tensor g = raw_try_reshape_view(raw_contiguous(go[0]), keep);
+  if (r.attrs.ints[0]) {
+    int64_t count = shape_numel(in_shape) / std::max<int64_t>(shape_numel(keep), 1);
+    g = g * (1.0 / static_cast<double>(std::max<int64_t>(count, 1)));
+  }
+  gi[0] = raw_contiguous(raw_expand(g, in_shape));
+}
+
+const OpDef& kSum = register_op({.name = "sum",
+                                 .family = "reduce_sum",
+                                 .backward = sum_backward,
+                                 .forward_kernels = {kernels::kReduce},
+                                 .backward_kernels = {},
+                                 .gradcheck = "Gradcheck.sum"});
+const OpDef& kMean = register_op({.name = "mean",
+                                  .family = "reduce_sum",
+                                  .backward = sum_backward,
+                                  .forward_kernels = {kernels::kReduce},
+                                  .backward_kernels = {kernels::kUnary},
+                                  .gradcheck = "Gradcheck.mean"});
+
+Tensor sum_or_mean(bool is_mean, const Tensor& x, const std::vector<int64_t>& axes_in,
+                   bool keepdim) {
+  const char* name = is_mean ? "mean" : "sum";
+  detail::expect_float_compatible(name, {&x});
+  std::vector<int64_t> axes = detail::reduction_axes(x, axes_in, name);
+  Tensor out = detail::raw_reduce(static_cast<int>(is_mean ? kernels::ReduceOp::mean
+                                                           : kernels::ReduceOp::sum),
+                                  x, axes);
+  if (!keepdim) out = raw_try_reshape_view(out, detail::reduced_shape(x.shape(), axes, false));
+  Attrs attrs;
+  attrs.ints.push_back(is_mean ? 1 : 0);
+  attrs.ints.insert(attrs.ints.end(), axes.begin(), axes.end());
+  finish_op(is_mean ? kMean : kSum, {x}, {out}, {}, std::move(attrs));
+  return out;
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
+  return sum_or_mean(false, x, axes, keepdim);
+}
+Tensor mean(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
+  return sum_or_mean(true, x, axes, keepdim);
+}
+
+Tensor sum_to(const Tensor& x, const Shape& shape) {
+  if (x.shape() == shape) return x;
+  GRADUS_CHECK(broadcast_shapes(shape, x.shape(), "sum_to") == x.shape(), "sum_to",
+               "{} is not a broadcast of shape {}", x.describe(), shape_str(shape));
+  const int64_t lead = x.dim() - static_cast<int64_t>(shape.size());
+  std::vector<int64_t> axes;
+  for (int64_t d = 0; d < x.dim(); ++d)
+    if (d < lead || (shape[d - lead] == 1 && x.shape()[d] != 1)) axes.push_back(d);
+  Tensor s = sum(x, axes, true);
+  return reshape(s, shape);
+}
+
+}  // namespace gradus

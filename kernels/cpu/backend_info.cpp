@@ -1,0 +1,48 @@
+#include "kernels/backend_info.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <fstream>
+
+namespace gradus::kernels {
+
+extern "C" char* openblas_get_config(void);
+
+std::string blas_description() {
+#ifdef GRADUS_OPENBLAS_OPENMP
+  const char* build = " (OpenMP build: shares Gradus's thread pool)";
+#else
+  const char* build = " (not the OpenMP build: Gradus keeps it single-threaded inside its own parallel regions)";
+#endif
+  return std::string(openblas_get_config()) + build;
+}
+
+int cpu_threads() { return omp_get_max_threads(); }
+
+void set_cpu_threads(int n) {
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  }
+  return "unknown CPU";
+}
+
+bool cuda_built() {
+#ifdef GRADUS_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace gradus::kernels

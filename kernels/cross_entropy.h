@@ -1,0 +1,34 @@
+// Fused softmax cross-entropy over the last axis: one pass per row computes the log-sum-exp and the
+// loss, and the backward rebuilds softmax from the saved log-sum-exp (no (rows, V) probabilities
+// are stored between the passes).
+//
+// The op layer flattens the leading axes and makes every operand contiguous. Pointers to the
+// element type (float or double), except targets, which are always int64.
+#pragma once
+
+#include <cstdint>
+
+namespace gradus::kernels {
+
+// logits: (rows, V); targets: (rows) int64; loss: (rows); lse: (rows).
+// loss[r] = lse[r] - logits[r, targets[r]] with lse[r] = log(sum_j exp(logits[r, j])) (computed
+// with the row maximum subtracted), and loss[r] = 0 where targets[r] == ignore_index. *valid_count
+// receives the number of rows whose target is not ignore_index. Returns -1 when every target is
+// ignore_index or in [0, V); otherwise the first row whose target is neither (loss and lse are then
+// unspecified), so that the op can report it.
+using CrossEntropyForwardFn = int64_t (*)(const void* logits, const int64_t* targets, void* loss,
+                                          void* lse, int64_t rows, int64_t vocab,
+                                          int64_t ignore_index, int64_t* valid_count);
+// logits: (rows, V); targets: (rows); lse: (rows) from the forward;
+// grad_loss: the upstream gradient of row r is grad_loss[r * grad_stride] (grad_stride 0: one
+// scalar shared by every row, as for the "sum" and "mean" reductions);
+// grad_logits: (rows, V) = (softmax(logits[r]) - onehot(targets[r])) * grad_loss[r] * scale,
+// and an all-zero row where targets[r] == ignore_index.
+using CrossEntropyBackwardFn = void (*)(const void* logits, const int64_t* targets, const void* lse,
+                                        const void* grad_loss, int64_t grad_stride, double scale,
+                                        void* grad_logits, int64_t rows, int64_t vocab,
+                                        int64_t ignore_index);
+inline constexpr const char* kCrossEntropyForward = "cross_entropy_forward";
+inline constexpr const char* kCrossEntropyBackward = "cross_entropy_backward";
+
+}  // namespace gradus::kernels

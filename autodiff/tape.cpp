@@ -51,15 +51,22 @@ Tensor detached_alias(const Tensor& t) {
   return raw_view(t, t.shape(), t.strides(), t.offset());
 }
 
+std::string describe_all(const std::vector<Tensor>& ts) {
+  std::string out;
+  for (const Tensor& t : ts) out += (out.empty() ? "" : ", ") + t.describe();
+  return out;
+}
+
 void check_finite(const Tensor& t, const char* what, const OpDef& op, uint64_t position,
-                  size_t index) {
+                  size_t index, const std::vector<Tensor>& inputs = {}) {
   if (!t.defined() || t.dtype() == DType::bf16) return;
   static const kernels::KernelRef<kernels::CountNonfiniteFn> count_nonfinite("count_nonfinite");
   Tensor c = raw_contiguous(t);
   int64_t bad = count_nonfinite(c.device(), c.dtype())(c.raw_data(), c.numel());
   GRADUS_CHECK(bad == 0, "detect_anomaly",
-               "op \"{}\" produced {} NaN/Inf value(s) in its {} {} ({}) at tape position {}",
-               op.name, bad, what, index, t.describe(), position);
+               "op \"{}\" produced {} NaN/Inf value(s) in its {} {} ({}) at tape position {}{}",
+               op.name, bad, what, index, t.describe(), position,
+               inputs.empty() ? std::string() : "; inputs: " + describe_all(inputs));
 }
 
 }  // namespace
@@ -92,7 +99,7 @@ void finish_op(const OpDef& op, const std::vector<Tensor>& inputs,
   TapeState& t = tape();
   if (g_detect_anomaly)
     for (size_t k = 0; k < outputs.size(); ++k)
-      check_finite(outputs[k], "output", op, t.next_seq, k);
+      check_finite(outputs[k], "output", op, t.next_seq, k, inputs);
   if (!op.differentiable() || !any_requires_grad(inputs)) return;
 
   Record r;
@@ -229,8 +236,20 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
                      "backward; pass retain_graph=true to the first backward",
                      j, r.op->name);
         auto slot = grads.find(m);
-        if (slot == grads.end()) grads.emplace(m, std::move(g));
-        else slot->second = add(slot->second, g);
+        if (slot == grads.end()) {
+          // Its producer must be further down this tape, or the gradient would be dropped
+          // silently and the leaves behind it would get none.
+          auto end = t.records.begin() + static_cast<std::ptrdiff_t>(i);
+          auto p = std::lower_bound(t.records.begin(), end, m->producer,
+                                    [](const Record& rec, uint64_t seq) { return rec.seq < seq; });
+          GRADUS_CHECK(p != end && p->seq == m->producer, "backward",
+                       "input {} ({}) of \"{}\" was produced by a record no longer on this "
+                       "thread's tape (cleared, or produced on another thread)",
+                       j, shape_str(r.input_shapes[j]), r.op->name);
+          grads.emplace(m, std::move(g));
+        } else {
+          slot->second = add(slot->second, g);
+        }
       }
     }
   }

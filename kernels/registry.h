@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,9 +33,14 @@ template <class Fn> class KernelRef {
  public:
   explicit KernelRef(const char* name) : name_(name) {}
   Fn operator()(Device device, DType dtype) const {
-    AnyKernel fn = find_kernel(name_, device.type, dtype);
+    // Kernels register during static initialisation, so a resolved entry never changes: cache it.
+    auto& slot = cache_[static_cast<size_t>(device.type) * kNumDTypes + static_cast<size_t>(dtype)];
+    AnyKernel fn = slot.load(std::memory_order_acquire);
+    if (fn != nullptr) return reinterpret_cast<Fn>(fn);
+    fn = find_kernel(name_, device.type, dtype);
     GRADUS_CHECK(fn != nullptr, name_, "no kernel for dtype {} on {} (registered: {})",
                  dtype_name(dtype), device_type_name(device.type), describe_support());
+    slot.store(fn, std::memory_order_release);
     return reinterpret_cast<Fn>(fn);
   }
   const char* name() const { return name_; }
@@ -42,6 +48,7 @@ template <class Fn> class KernelRef {
  private:
   std::string describe_support() const;
   const char* name_;
+  mutable std::array<std::atomic<AnyKernel>, kNumDeviceTypes * kNumDTypes> cache_{};
 };
 
 template <class Fn> std::string KernelRef<Fn>::describe_support() const {

@@ -1,0 +1,24 @@
+#include "models/nn/block.h"
+
+#include "autodiff/ops/elementwise.h"
+
+namespace gradus {
+
+DecoderBlock::DecoderBlock(const ModelConfig& config, int64_t layer_index, Generator& gen) {
+  config.validate();
+  self_attn_ = register_module("self_attn", make_attention(config, layer_index, gen));
+  mlp_ = register_module(
+      "mlp", std::make_shared<SwiGLU>(config.hidden_size, config.intermediate_size, gen));
+  input_layernorm_ = register_module(
+      "input_layernorm", std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps));
+  post_attention_layernorm_ =
+      register_module("post_attention_layernorm",
+                      std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps));
+}
+
+Tensor DecoderBlock::forward(const Tensor& x, int64_t position_offset) {
+  Tensor h = x + self_attn_->forward(input_layernorm_->forward(x), position_offset);
+  return h + mlp_->forward(post_attention_layernorm_->forward(h));
+}
+
+}  // namespace gradus

@@ -1,0 +1,41 @@
+// DecoderBlock: one pre-norm transformer layer, as Hugging Face LlamaDecoderLayer:
+//   h   = x + self_attn(input_layernorm(x))
+//   out = h + mlp(post_attention_layernorm(h))
+// The attention is whatever kind config.attention_kind names in the registry (attention.h); the
+// block does not know the kinds.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "models/nn/attention.h"
+#include "models/nn/config.h"
+#include "models/nn/feed_forward.h"
+#include "models/nn/module.h"
+#include "models/nn/norm.h"
+
+namespace gradus {
+
+class DecoderBlock : public Module {
+ public:
+  // Submodules, registered (and drawn from gen) in Hugging Face's order: self_attn, mlp (SwiGLU),
+  // input_layernorm, post_attention_layernorm (RMSNorm with config.rms_norm_eps).
+  DecoderBlock(const ModelConfig& config, int64_t layer_index, Generator& gen);
+
+  // x: (B, T, C) -> (B, T, C); row t is at position position_offset + t.
+  Tensor forward(const Tensor& x, int64_t position_offset = 0);
+
+  const std::shared_ptr<AttentionKind>& self_attn() const { return self_attn_; }
+  const std::shared_ptr<SwiGLU>& mlp() const { return mlp_; }
+  const std::shared_ptr<RMSNorm>& input_layernorm() const { return input_layernorm_; }
+  const std::shared_ptr<RMSNorm>& post_attention_layernorm() const {
+    return post_attention_layernorm_;
+  }
+
+ private:
+  std::shared_ptr<AttentionKind> self_attn_;
+  std::shared_ptr<SwiGLU> mlp_;
+  std::shared_ptr<RMSNorm> input_layernorm_, post_attention_layernorm_;
+};
+
+}  // namespace gradus

@@ -1,0 +1,134 @@
+// CPU batched gemm through OpenBLAS (see kernels/gemm.h for the layout conventions).
+//
+// Threads: OpenBLAS (OpenMP build) shares the OpenMP pool. A large batch of small matrices runs one
+// matrix per thread in an OpenMP loop, where BLAS sees omp_in_parallel() and stays single-threaded;
+// a few large matrices run one after another and BLAS uses every thread. The two never nest.
+#include "kernels/gemm.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <climits>
+
+#include "core/error.h"
+#include "kernels/registry.h"
+
+namespace gradus::kernels::cpu {
+namespace {
+
+// Per-matrix work (m * n * k) up to which a batch is split across threads one matrix each: below
+// it BLAS's own threading gains little, above it BLAS alone fills the threads.
+constexpr int64_t kSmallMatrixWork = int64_t{1} << 21;
+// Total work (batch * m * n * k) below which a batch of small matrices runs on one thread: waking
+// the pool would cost more than the products.
+constexpr int64_t kMinParallelWork = int64_t{1} << 16;
+
+void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, float alpha, const float* a,
+               blasint lda, const float* b, blasint ldb, float beta, float* c, blasint ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+              k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, double alpha, const double* a,
+               blasint lda, const double* b, blasint ldb, double beta, double* c, blasint ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+              k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+bool fits_blasint(int64_t v) { return v >= 0 && v <= INT_MAX; }
+
+// One gemm on a single (m, n, k) problem; k == 0 is handled here because BLAS implementations
+// disagree on whether they scale C then. Sizes were checked to fit blasint (no throw here: this
+// runs inside OpenMP regions).
+template <class T>
+void gemm_one(const GemmArgs& g, int64_t m, int64_t k, const T* a, const T* b, T beta, T* c) {
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < g.n; ++j)
+        c[i * g.ldc + j] = beta == T(0) ? T(0) : beta * c[i * g.ldc + j];
+    return;
+  }
+  blas_gemm(g.trans_a, g.trans_b, static_cast<blasint>(m), static_cast<blasint>(g.n),
+            static_cast<blasint>(k), static_cast<T>(g.alpha), a, static_cast<blasint>(g.lda), b,
+            static_cast<blasint>(g.ldb), beta, c, static_cast<blasint>(g.ldc));
+}
+
+// Leading dimensions BLAS accepts: at least the stored column count, and at least 1; every size
+// within the BLAS integer type.
+void check_dims(const GemmArgs& g) {
+  for (int64_t v : {g.m, g.n, g.k, g.lda, g.ldb, g.ldc})
+    GRADUS_CHECK(fits_blasint(v), kGemm,
+                 "a size or leading dimension ({}) does not fit the BLAS integer type", v);
+  auto need = [](int64_t cols) { return cols > 1 ? cols : int64_t{1}; };
+  GRADUS_CHECK(g.lda >= need(g.trans_a ? g.m : g.k), kGemm, "lda = {} below the column count of A",
+               g.lda);
+  GRADUS_CHECK(g.ldb >= need(g.trans_b ? g.k : g.n), kGemm, "ldb = {} below the column count of B",
+               g.ldb);
+  GRADUS_CHECK(g.ldc >= need(g.n), kGemm, "ldc = {} below the column count n = {} of C", g.ldc,
+               g.n);
+}
+
+// The batch stacked along m: C[b] and A[b] are consecutive row blocks of one taller matrix while
+// B is shared, so the whole batch is one gemm with m' = batch * m.
+bool can_fold_m(const GemmArgs& g) {
+  if (g.stride_b != 0 || g.stride_c != g.m * g.ldc || !fits_blasint(g.batch * g.m)) return false;
+  return g.trans_a ? (g.stride_a == g.m && g.lda >= g.batch * g.m) : g.stride_a == g.m * g.lda;
+}
+
+// Accumulation into one C (stride_c == 0) with A[b] and B[b] consecutive along k: the sum over the
+// batch is one gemm with k' = batch * k (e.g. dW = X^T dY over every row of a batch).
+bool can_fold_k(const GemmArgs& g) {
+  if (g.stride_c != 0 || !fits_blasint(g.batch * g.k)) return false;
+  const bool a_ok =
+      g.trans_a ? g.stride_a == g.k * g.lda : (g.stride_a == g.k && g.lda >= g.batch * g.k);
+  const bool b_ok =
+      g.trans_b ? (g.stride_b == g.k && g.ldb >= g.batch * g.k) : g.stride_b == g.k * g.ldb;
+  return a_ok && b_ok;
+}
+
+template <class T>
+void gemm(const GemmArgs& g) {
+  GRADUS_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0 && g.batch >= 0, kGemm,
+               "negative size (m, n, k, batch) = ({}, {}, {}, {})", g.m, g.n, g.k, g.batch);
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  check_dims(g);
+  const T* a = static_cast<const T*>(g.a);
+  const T* b = static_cast<const T*>(g.b);
+  T* c = static_cast<T*>(g.c);
+  const T beta = static_cast<T>(g.beta);
+
+  if (g.batch == 1) return gemm_one<T>(g, g.m, g.k, a, b, beta, c);
+  if (can_fold_m(g)) return gemm_one<T>(g, g.batch * g.m, g.k, a, b, beta, c);
+  if (can_fold_k(g)) return gemm_one<T>(g, g.m, g.batch * g.k, a, b, beta, c);
+
+  if (g.stride_c == 0) {  // accumulate in batch order: sequential, BLAS threads each product
+    for (int64_t i = 0; i < g.batch; ++i)
+      gemm_one<T>(g, g.m, g.k, a + i * g.stride_a, b + i * g.stride_b, i == 0 ? beta : T(1), c);
+    return;
+  }
+
+  const int64_t work = g.m * g.n * g.k;
+  const bool per_thread =
+      work <= kSmallMatrixWork && g.batch * work >= kMinParallelWork && !omp_in_parallel();
+  if (!per_thread) {
+    for (int64_t i = 0; i < g.batch; ++i)
+      gemm_one<T>(g, g.m, g.k, a + i * g.stride_a, b + i * g.stride_b, beta, c + i * g.stride_c);
+    return;
+  }
+#ifndef GRADUS_OPENBLAS_OPENMP
+  // A pthread OpenBLAS does not see the OpenMP region: keep it from starting threads of its own.
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+#endif
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < g.batch; ++i)
+    gemm_one<T>(g, g.m, g.k, a + i * g.stride_a, b + i * g.stride_b, beta, c + i * g.stride_c);
+#ifndef GRADUS_OPENBLAS_OPENMP
+  openblas_set_num_threads(blas_threads);
+#endif
+}
+
+}  // namespace
+
+GRADUS_REGISTER_CPU_KERNEL(kGemm, gemm);
+
+}  // namespace gradus::kernels::cpu

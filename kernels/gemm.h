@@ -1,0 +1,46 @@
+// Batched general matrix multiply (row-major, BLAS conventions):
+//
+//   C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b]      for b in [0, batch)
+//
+// Shapes, per batch entry:
+//   op(A[b]): (m, k)   A[b] is stored (m, k) with leading dimension lda, or (k, m) when trans_a
+//   op(B[b]): (k, n)   B[b] is stored (k, n) with leading dimension ldb, or (n, k) when trans_b
+//   C[b]:     (m, n)   stored with leading dimension ldc (never transposed)
+// Element (i, j) of a stored matrix X with leading dimension ld is X[i * ld + j]; ld >= its column
+// count. A transposed view (swapped last two strides) is therefore passed as the transpose flag and
+// its storage, never copied.
+//
+// Batch strides (in elements) step from X[b] to X[b + 1]. A stride of 0 on A or B broadcasts one
+// matrix over the batch. stride_c == 0 makes every batch entry accumulate into the one C: they are
+// added in batch order (beta applies once, to the C passed in), which is how the backward of a
+// broadcast operand sums its gradient without materialising the per-batch products.
+//
+// Results depend on the shapes alone, never on the thread count (BLAS splits m and n across
+// threads, not k).
+#pragma once
+
+#include <cstdint>
+
+namespace gradus::kernels {
+
+struct GemmArgs {
+  bool trans_a = false;
+  bool trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  double alpha = 1.0;
+  double beta = 0.0;  // 0: C is written without being read (it may hold garbage or NaN)
+  const void* a = nullptr;
+  int64_t lda = 0, stride_a = 0;
+  const void* b = nullptr;
+  int64_t ldb = 0, stride_b = 0;
+  void* c = nullptr;
+  int64_t ldc = 0, stride_c = 0;
+  int64_t batch = 1;
+};
+
+// a: (batch, m, k) or (batch, k, m); b: (batch, k, n) or (batch, n, k); c: (batch, m, n), each
+// addressed through its leading dimension and batch stride as described above.
+using GemmFn = void (*)(const GemmArgs& args);
+inline constexpr const char* kGemm = "gemm";
+
+}  // namespace gradus::kernels

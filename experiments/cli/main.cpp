@@ -12,6 +12,7 @@
 
 #include "core/allocator.h"
 #include "core/error.h"
+#include "experiments/lib/bench_lm.h"
 #include "experiments/lib/mlp_demo.h"
 #include "experiments/lib/ops_table.h"
 #include "kernels/backend_info.h"
@@ -25,6 +26,9 @@ commands:
                    train the default job: an MLP fitting y = x sin(3x), loss printed as it falls
   ops [--json]     list every op with its CPU/CUDA forward and backward support per dtype
   info             version, CPU, BLAS library, thread count, CUDA backend
+  bench lm [--preset small|medium] [--attention KIND] [--device cpu] [--dtype f32]
+           [--steps N] [--threads T] [--seed S] [--json]
+                   time language-model training steps (forward, backward, AdamW) on random tokens
   help             this text
 )";
 
@@ -98,6 +102,32 @@ int cmd_ops(const Flags& f) {
   return 0;
 }
 
+int cmd_bench(const Flags& f) {
+  GRADUS_CHECK(!f.args.empty() && f.args[0] == "lm", "gradus bench",
+               "expected a benchmark name (lm), found \"{}\"", f.args.empty() ? "" : f.args[0]);
+  Flags rest{std::vector<std::string>(f.args.begin() + 1, f.args.end())};
+  rest.allow({"--preset", "--attention", "--device", "--dtype", "--steps", "--threads", "--seed"},
+             {"--json"});
+  gradus::experiments::BenchLmOptions o;
+  o.preset = rest.value("--preset", o.preset);
+  o.attention = rest.value("--attention", o.attention);
+  o.device = rest.value("--device", o.device);
+  o.dtype = rest.value("--dtype", o.dtype);
+  o.steps = rest.integer("--steps", o.steps);
+  o.threads = static_cast<int>(rest.integer("--threads", o.threads));
+  o.seed = static_cast<uint64_t>(rest.integer("--seed", 0));
+  nlohmann::json r = gradus::experiments::bench_lm(o);
+  if (rest.has("--json")) {
+    std::cout << r.dump() << "\n";
+  } else {
+    std::cout << fmt::format("{} / {}: {:.0f} tokens/s, {:.1f} ms per step (median of {}), peak {:.1f} MiB\n",
+                             o.preset, o.attention, r["tokens_per_s"].get<double>(),
+                             r["ms_per_step"].get<double>(), o.steps,
+                             r["peak_bytes"].get<double>() / 1048576.0);
+  }
+  return 0;
+}
+
 int cmd_info(const Flags& f) {
   f.allow({}, {});
   std::cout << fmt::format("gradus {}\nCPU: {}\nBLAS: {}\nCPU threads: {}\nCUDA backend: {}\n",
@@ -120,6 +150,7 @@ int main(int argc, char** argv) {
     if (cmd == "run") return cmd_run(flags);
     if (cmd == "ops") return cmd_ops(flags);
     if (cmd == "info") return cmd_info(flags);
+    if (cmd == "bench") return cmd_bench(flags);
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
       std::cout << kUsage;
       return 0;

@@ -1,0 +1,24 @@
+// `gradus bench lm`: times language-model training steps (forward, backward, AdamW) on random tokens
+// for a preset of ../shared/BENCHMARKS.md and reports the median tokens/s, ms per step and peak memory.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace gradus::experiments {
+
+struct BenchLmOptions {
+  std::string preset = "small";
+  std::string attention = "std";
+  std::string device = "cpu";
+  std::string dtype = "f32";
+  int64_t steps = 5;     // timed steps (after one warm-up step)
+  int threads = 0;       // 0: leave the OpenMP default
+  uint64_t seed = 0;
+};
+
+// Runs the benchmark; the JSON has tokens_per_s (median), ms_per_step (median), every step's ms,
+// peak_bytes (the allocator's peak during the timed steps), the configuration and the machine.
+nlohmann::json bench_lm(const BenchLmOptions& options);
+
+}  // namespace gradus::experiments

@@ -1,8 +1,11 @@
 #include "experiments/lib/bench_lm.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 
+#include "autodiff/ops/matmul.h"
 #include "autodiff/tape.h"
 #include "core/allocator.h"
 #include "core/random.h"
@@ -11,6 +14,45 @@
 #include "models/optim/adam.h"
 
 namespace gradus::experiments {
+
+namespace {
+
+// Matrix-product FLOPs of one training step (forward + backward = 3x forward): every Linear
+// (2 N P forward for P weights) and the two attention products (4 B L^2 C per layer forward).
+double step_matmul_flops(const ModelConfig& c, int64_t batch, int64_t seq) {
+  const double n = static_cast<double>(batch * seq), C = static_cast<double>(c.hidden_size);
+  const double F = static_cast<double>(c.intermediate_size), V = static_cast<double>(c.vocab_size);
+  const double layers = static_cast<double>(c.num_hidden_layers);
+  const double linear_weights = layers * (4 * C * C + 3 * C * F) + V * C;
+  const double attention = layers * 4.0 * static_cast<double>(batch) * static_cast<double>(seq * seq) * C;
+  return 3.0 * (2.0 * n * linear_weights + attention);
+}
+
+// The machine's sgemm rate through the engine (n = 1024, f32), median of 5: the ceiling for every
+// matrix product of the step.
+double measure_sgemm_gflops() {
+  Generator gen(123);
+  Tensor a = rand_uniform({1024, 1024}, gen), b = rand_uniform({1024, 1024}, gen);
+  std::vector<double> rates;
+  for (int i = 0; i < 6; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    Tensor c = matmul(a, b);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (i > 0) rates.push_back(2.0 * 1024.0 * 1024.0 * 1024.0 / s / 1e9);
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+// Peak resident set of the process, comparable with PyTorch's (which has no allocator statistics
+// on the CPU).
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+}  // namespace
 
 nlohmann::json bench_lm(const BenchLmOptions& o) {
   GRADUS_CHECK(o.device == "cpu", "bench lm", "--device {}: this build runs the benchmark on the CPU only",
@@ -58,6 +100,9 @@ nlohmann::json bench_lm(const BenchLmOptions& o) {
   double median = sorted[sorted.size() / 2];
   if (sorted.size() % 2 == 0) median = 0.5 * (median + sorted[sorted.size() / 2 - 1]);
   const double tokens = static_cast<double>(batch * seq);
+  const double flops = step_matmul_flops(config, batch, seq);
+  const double sgemm = measure_sgemm_gflops();
+  const double floor_s = flops / (sgemm * 1e9);
   return {{"preset", o.preset},
           {"attention", o.attention},
           {"device", o.device},
@@ -70,6 +115,11 @@ nlohmann::json bench_lm(const BenchLmOptions& o) {
           {"step_ms", ms},
           {"tokens_per_s", tokens / (median / 1000.0)},
           {"peak_bytes", alloc.stats().peak_bytes_in_use},
+          {"peak_rss_bytes", peak_rss_bytes()},
+          {"step_matmul_gflop", flops / 1e9},
+          {"sgemm_gflops", sgemm},
+          {"floor_tokens_per_s", tokens / floor_s},
+          {"fraction_of_floor", floor_s / (median / 1000.0)},
           {"parameters", model.num_parameters()},
           {"final_loss", last_loss},
           {"cpu", kernels::cpu_model()}};

@@ -8,7 +8,7 @@ Needs PyTorch (Debian: apt-get install python3-torch).
 """
 import argparse
 import json
-import math
+import pathlib
 import resource
 import statistics
 import sys
@@ -16,7 +16,6 @@ import time
 
 try:
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
 except ImportError:
     sys.exit("torch_lm_step.py needs PyTorch: apt-get install python3-torch")
@@ -26,70 +25,9 @@ PRESETS = {
     "medium": dict(vocab=50304, d=768, heads=12, ff=2048, layers=12, seq=1024, batch=16),
 }
 
-
-class RMSNorm(nn.Module):
-    def __init__(self, d, eps=1e-5):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(d))
-        self.eps = eps
-
-    def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
-
-
-def rotate_half(x):
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-class Block(nn.Module):
-    def __init__(self, d, heads, ff):
-        super().__init__()
-        self.heads = heads
-        self.input_layernorm = RMSNorm(d)
-        self.post_attention_layernorm = RMSNorm(d)
-        self.q_proj = nn.Linear(d, d, bias=False)
-        self.k_proj = nn.Linear(d, d, bias=False)
-        self.v_proj = nn.Linear(d, d, bias=False)
-        self.o_proj = nn.Linear(d, d, bias=False)
-        self.gate_proj = nn.Linear(d, ff, bias=False)
-        self.up_proj = nn.Linear(d, ff, bias=False)
-        self.down_proj = nn.Linear(ff, d, bias=False)
-
-    def forward(self, x, cos, sin, mask):
-        b, t, d = x.shape
-        h = self.input_layernorm(x)
-        q, k, v = (p(h).view(b, t, self.heads, -1).transpose(1, 2)
-                   for p in (self.q_proj, self.k_proj, self.v_proj))
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-        attn = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1) @ v
-        x = x + self.o_proj(attn.transpose(1, 2).reshape(b, t, d))
-        h = self.post_attention_layernorm(x)
-        return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
-
-
-class LM(nn.Module):
-    def __init__(self, vocab, d, heads, ff, layers, seq):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, d)
-        self.layers = nn.ModuleList(Block(d, heads, ff) for _ in range(layers))
-        self.norm = RMSNorm(d)
-        self.head = nn.Linear(d, vocab, bias=False)
-        dh = d // heads
-        inv_freq = 1.0 / (10000.0 ** (torch.arange(0, dh, 2, dtype=torch.float64) / dh))
-        angles = torch.outer(torch.arange(seq, dtype=torch.float64), inv_freq)
-        angles = torch.cat((angles, angles), dim=-1)
-        self.register_buffer("cos", angles.cos().float())
-        self.register_buffer("sin", angles.sin().float())
-        self.register_buffer("mask", torch.triu(torch.ones(seq, seq, dtype=torch.bool), 1))
-
-    def forward(self, ids):
-        x = self.embed(ids)
-        for layer in self.layers:
-            x = layer(x, self.cos, self.sin, self.mask)
-        return self.head(self.norm(x))
+# The model is the parity tests' hand-written PyTorch Llama (scripts/gradus_torch.py).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "scripts"))
+import gradus_torch  # noqa: E402
 
 
 def main():
@@ -103,7 +41,9 @@ def main():
         torch.set_num_threads(args.threads)
     p = PRESETS[args.preset]
     torch.manual_seed(args.seed)
-    model = LM(p["vocab"], p["d"], p["heads"], p["ff"], p["layers"], p["seq"])
+    model = gradus_torch.LlamaLM(gradus_torch.Config(
+        vocab_size=p["vocab"], hidden_size=p["d"], num_attention_heads=p["heads"],
+        intermediate_size=p["ff"], num_hidden_layers=p["layers"], max_position_embeddings=p["seq"]))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
     ids = torch.randint(0, p["vocab"], (p["batch"], p["seq"] + 1))
     inputs, targets = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()

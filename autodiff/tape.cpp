@@ -2,6 +2,7 @@
 #include "autodiff/tape.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <unordered_map>
 
@@ -16,10 +17,13 @@ namespace {
 
 struct TapeState {
   std::vector<Record> records;  // in increasing seq order
-  uint64_t next_seq = 1;
   size_t prune_at = 4096;
   bool grad_enabled = true;
 };
+
+// Sequence numbers are unique across threads, so a tensor recorded on another thread's tape is
+// never mistaken for one of this tape's records.
+std::atomic<uint64_t> g_next_seq{1};
 
 TapeState& tape() {
   thread_local TapeState state;
@@ -99,12 +103,12 @@ void finish_op(const OpDef& op, const std::vector<Tensor>& inputs,
   TapeState& t = tape();
   if (g_detect_anomaly)
     for (size_t k = 0; k < outputs.size(); ++k)
-      check_finite(outputs[k], "output", op, t.next_seq, k, inputs);
+      check_finite(outputs[k], "output", op, g_next_seq.load(), k, inputs);
   if (!op.differentiable() || !any_requires_grad(inputs)) return;
 
   Record r;
   r.op = &op;
-  r.seq = t.next_seq++;
+  r.seq = g_next_seq++;
   r.inputs.reserve(inputs.size());
   for (const Tensor& in : inputs) {
     bool needs = in.defined() && in.requires_grad();
@@ -145,8 +149,10 @@ void accumulate(std::shared_ptr<TensorImpl>& slot, Tensor g) {
   if (!slot) {
     // Adopt g only if nothing else refers to it or its storage (a pass-through rule may hand the
     // same tensor to several inputs; an optimiser or clipping may later scale it in place).
+    // A gradient that is a view (e.g. the transpose of a transposed leaf's gradient) is made
+    // contiguous, so every accumulated gradient is a plain row-major tensor.
     bool unique = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1;
-    slot = unique ? g.impl_ptr() : raw_clone(g).impl_ptr();
+    slot = unique && g.is_contiguous() ? g.impl_ptr() : raw_clone(g).impl_ptr();
     return;
   }
   slot = add(Tensor(slot), g).impl_ptr();

@@ -33,9 +33,15 @@ Tensor rand_uniform(const Shape& shape, Generator& gen, DType dtype, double low,
     using T = decltype(zero);
     uint64_t start = gen.reserve(static_cast<uint64_t>(n), per_block<T>());
     T* p = t.data<T>();
-    T lo = static_cast<T>(low), span = static_cast<T>(high - low);
+    T lo = static_cast<T>(low), hi = static_cast<T>(high), span = static_cast<T>(high - low);
+    // lo + span * u can round up to hi (1 + (1 - 2^-24) is 2.0f): keep such draws below hi.
+    const T below_hi = std::nextafter(hi, lo);
+    const bool guard = lo < hi;
 #pragma omp parallel for if (n > (1 << 15)) schedule(static)
-    for (int64_t i = 0; i < n; ++i) p[i] = lo + span * uniform_at<T>(gen.seed, start, i);
+    for (int64_t i = 0; i < n; ++i) {
+      T v = lo + span * uniform_at<T>(gen.seed, start, i);
+      p[i] = guard && !(v < hi) ? below_hi : v;
+    }
   };
   if (dtype == DType::f32) fill(float{});
   else fill(double{});

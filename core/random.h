@@ -13,7 +13,8 @@ Tensor rand_uniform(const Shape& shape, Generator& gen, DType dtype = DType::f32
 Tensor rand_normal(const Shape& shape, Generator& gen, DType dtype = DType::f32, double mean = 0.0,
                    double std = 1.0);
 
-// Element i of the normal stream (shared with the CUDA backend so both draw the same numbers).
-template <class T> GRADUS_HD T philox_normal(uint64_t seed, uint64_t offset, uint64_t i);
+// Element i of the normal stream (the CUDA backend must draw the same numbers). Defined in
+// random.cpp for float and double; not inline, since other files call it without its definition.
+template <class T> T philox_normal(uint64_t seed, uint64_t offset, uint64_t i);
 
 }  // namespace gradus

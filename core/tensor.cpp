@@ -31,10 +31,12 @@ void set_device_hooks(DeviceType type, DeviceCopyHooks hooks) {
 }
 
 // ---------------------------------------------------------------- Storage
-Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  data_ = allocator_for(device.type).allocate(std::max<size_t>(nbytes, 1));
+Storage::Storage(size_t nbytes, Device device)
+    : nbytes_(nbytes), device_(device), allocator_(&allocator_for(device.type)) {
+  data_ = allocator_->allocate(std::max<size_t>(nbytes, 1));
 }
-Storage::~Storage() { allocator_for(device_.type).deallocate(data_, std::max<size_t>(nbytes_, 1)); }
+// Back to the allocator that made the block, even if another was installed since.
+Storage::~Storage() { allocator_->deallocate(data_, std::max<size_t>(nbytes_, 1)); }
 
 // ---------------------------------------------------------------- factories
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
@@ -100,9 +102,12 @@ TensorImpl& Tensor::impl() const {
 }
 
 int64_t Tensor::size(int64_t axis) const {
+  // normalize_axis accepts axis 0 / -1 of a rank-0 tensor, which has no size to read.
+  GRADUS_CHECK(dim() > 0, "Tensor::size", "{} has rank 0: it has no axis {}", describe(), axis);
   return impl().shape[normalize_axis(axis, dim(), "Tensor::size")];
 }
 int64_t Tensor::stride(int64_t axis) const {
+  GRADUS_CHECK(dim() > 0, "Tensor::stride", "{} has rank 0: it has no axis {}", describe(), axis);
   return impl().strides[normalize_axis(axis, dim(), "Tensor::stride")];
 }
 
@@ -245,7 +250,9 @@ Shape infer_reshape(const Shape& shape, int64_t numel, const char* op) {
 
 Tensor raw_try_reshape_view(const Tensor& x, const Shape& shape) {
   Shape target = infer_reshape(shape, x.numel(), "reshape");
-  if (x.is_contiguous()) return raw_view(x, target, contiguous_strides(target), x.offset());
+  // Zero elements fit any layout (and the matching below would run past a size-0 axis).
+  if (x.numel() == 0 || x.is_contiguous())
+    return raw_view(x, target, contiguous_strides(target), x.offset());
   // General case (as numpy's _attempt_nocopy_reshape): match groups of old dims whose strides chain
   // contiguously with groups of new dims of the same element count.
   Shape old_s;
@@ -279,6 +286,7 @@ Tensor raw_try_reshape_view(const Tensor& x, const Shape& shape) {
 Tensor raw_transpose(const Tensor& x, int64_t a, int64_t b) {
   a = normalize_axis(a, x.dim(), "transpose");
   b = normalize_axis(b, x.dim(), "transpose");
+  if (x.dim() == 0) return raw_view(x, {}, {}, x.offset());  // axis 0 of a scalar is itself
   Shape s = x.shape();
   Strides st = x.strides();
   std::swap(s[a], s[b]);
@@ -303,6 +311,7 @@ Tensor raw_permute(const Tensor& x, const std::vector<int64_t>& dims) {
 }
 
 Tensor raw_slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t step) {
+  GRADUS_CHECK(x.dim() > 0, "slice", "cannot slice {}: it has rank 0", x.describe());
   axis = normalize_axis(axis, x.dim(), "slice");
   GRADUS_CHECK(step > 0, "slice", "step must be positive, found {}", step);
   int64_t n = x.shape()[axis];
@@ -350,6 +359,7 @@ Tensor raw_unsqueeze(const Tensor& x, int64_t axis) {
 
 Tensor raw_squeeze(const Tensor& x, int64_t axis) {
   axis = normalize_axis(axis, x.dim(), "squeeze");
+  if (x.dim() == 0) return raw_view(x, {}, {}, x.offset());  // as PyTorch: a scalar stays
   GRADUS_CHECK(x.shape()[axis] == 1, "squeeze", "axis {} of {} has size {}, not 1", axis,
                x.describe(), x.shape()[axis]);
   Shape s = x.shape();

@@ -39,6 +39,7 @@ class Storage {
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;
+  Allocator* allocator_ = nullptr;  // the one that allocated data_
 };
 
 // Autodiff bookkeeping carried by a tensor. Plain data: the autodiff layer owns its meaning.

@@ -89,6 +89,7 @@ Tensor flatten(const Tensor& x, int64_t start_axis, int64_t end_axis) {
 
 Tensor transpose(const Tensor& x, int64_t a, int64_t b) {
   detail::expect_defined("transpose", x, "input");
+  if (x.dim() == 0) return x;  // a scalar is its own transpose (as in PyTorch)
   a = normalize_axis(a, x.dim(), "transpose");
   b = normalize_axis(b, x.dim(), "transpose");
   std::vector<int64_t> perm(static_cast<size_t>(x.dim()));

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "autodiff/ops/common.h"
+#include "kernels/copy.h"
 #include "kernels/shape.h"
 
 namespace gradus {
@@ -155,13 +156,19 @@ void gather_backward(const Record& r, const std::vector<Tensor>& go, std::vector
   gi[0] = gx;
 }
 
+// Every shape op moves data with strided copies (see kernels/copy.h).
+std::vector<std::string> with_copy(std::vector<std::string> names) {
+  names.push_back(kernels::kStridedCopy);
+  return names;
+}
+
 OpDef shape_def(const char* name, BackwardFn fn, std::vector<std::string> fwd = {},
                 std::vector<std::string> bwd = {}) {
   return OpDef{.name = name,
                .family = "shape",
                .backward = fn,
-               .forward_kernels = std::move(fwd),
-               .backward_kernels = std::move(bwd),
+               .forward_kernels = with_copy(std::move(fwd)),
+               .backward_kernels = with_copy(std::move(bwd)),
                .gradcheck = std::string("Gradcheck.") + name};
 }
 const OpDef& kConcat = register_op(shape_def("concat", concat_backward));

@@ -5,6 +5,7 @@
 
 #include "autodiff/ops/common.h"
 #include "autodiff/ops/reduce.h"
+#include "kernels/copy.h"
 
 namespace gradus {
 
@@ -40,16 +41,16 @@ OpDef view_def(const char* name, BackwardFn fn, std::vector<std::string> kernels
   return OpDef{.name = name,
                .family = "view",
                .backward = fn,
-               .forward_kernels = {},
+               .forward_kernels = {kernels::kStridedCopy},
                .backward_kernels = std::move(kernels),
                .gradcheck = std::string("Gradcheck.") + name};
 }
-const OpDef& kReshape = register_op(view_def("reshape", reshape_backward));
-const OpDef& kPermute = register_op(view_def("permute", permute_backward));
-const OpDef& kSlice = register_op(view_def("slice", slice_backward));
-const OpDef& kExpand = register_op(view_def("expand", identity_backward, {"reduce"}));
-const OpDef& kContiguous = register_op(view_def("contiguous", identity_backward));
-const OpDef& kToDtype = register_op(view_def("to_dtype", to_dtype_backward));
+const OpDef& kReshape = register_op(view_def("reshape", reshape_backward, {kernels::kStridedCopy}));
+const OpDef& kPermute = register_op(view_def("permute", permute_backward, {kernels::kStridedCopy}));
+const OpDef& kSlice = register_op(view_def("slice", slice_backward, {kernels::kStridedCopy}));
+const OpDef& kExpand = register_op(view_def("expand", identity_backward, {kernels::kStridedCopy, "reduce"}));
+const OpDef& kContiguous = register_op(view_def("contiguous", identity_backward, {kernels::kStridedCopy}));
+const OpDef& kToDtype = register_op(view_def("to_dtype", to_dtype_backward, {kernels::kStridedCopy}));
 
 Tensor record_view(const OpDef& def, const Tensor& x, Tensor out, Attrs attrs = {}) {
   finish_op(def, {x}, {out}, {}, std::move(attrs));

@@ -50,12 +50,12 @@ std::string ops_table_text() {
   std::string out = fmt::format("{:<{}}  {:<{}}  ", "op", name_w, "family", fam_w);
   for (DeviceType d : kTableDevices)
     for (DType t : kTableDTypes)
-      out += fmt::format("{:<9}", fmt::format("{}/{}", device_type_name(d), dtype_name(t)));
+      out += fmt::format("{:<10}", fmt::format("{}/{}", device_type_name(d), dtype_name(t)));
   out += fmt::format("{}\n", "gradcheck");
   for (const OpDef* op : ops) {
     out += fmt::format("{:<{}}  {:<{}}  ", op->name, name_w, op->family, fam_w);
     for (DeviceType d : kTableDevices)
-      for (DType t : kTableDTypes) out += fmt::format("{:<9}", cell(*op, d, t));
+      for (DType t : kTableDTypes) out += fmt::format("{:<10}", cell(*op, d, t));
     out += fmt::format("{}\n", op->differentiable() ? (op->gradcheck.empty() ? "MISSING" : op->gradcheck)
                                                     : "(not differentiable)");
   }

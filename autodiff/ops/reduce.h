@@ -30,6 +30,16 @@ std::vector<int64_t> reduction_axes(const Tensor& x, const std::vector<int64_t>&
                                     const char* op);
 // The output shape of a reduction over `axes` (sorted), with or without the size-1 axes.
 Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& axes, bool keepdim);
+// How the kernels see x for a reduction over sorted `axes`: (outer, reduce, inner). Adjacent axes
+// need no data movement (perm empty); otherwise x is permuted to (kept..., reduced...) and inner
+// = 1. Either way the (outer, inner) result is the keepdim output in row-major order.
+struct ReduceLayout {
+  std::vector<int64_t> perm;  // empty: no permutation
+  int64_t outer = 1, reduce = 1, inner = 1;
+};
+ReduceLayout reduce_layout(const Shape& shape, const std::vector<int64_t>& axes);
+// x arranged for the kernels: contiguous, permuted when layout.perm is set.
+Tensor reduce_source(const Tensor& x, const ReduceLayout& layout);
 // Runs the reduce kernel: result has keepdim=true shape. No tape record.
 Tensor raw_reduce(int op, const Tensor& x, const std::vector<int64_t>& axes);
 }  // namespace detail

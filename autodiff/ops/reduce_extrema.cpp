@@ -13,47 +13,11 @@ namespace gradus {
 
 namespace {
 
-// x: (...) with sorted reduced axes, seen by the kernels as (outer, reduce, inner): when the axes
-// are adjacent no data moves; otherwise x is permuted to (kept..., reduced...) and inner is 1.
-struct ExtremaLayout {
-  std::vector<int64_t> perm;  // empty: no permutation
-  int64_t outer = 1, reduce = 1, inner = 1;
-};
-
-ExtremaLayout extrema_layout(const Shape& shape, const std::vector<int64_t>& axes) {
-  ExtremaLayout l;
-  const int64_t nd = static_cast<int64_t>(shape.size());
-  const bool adjacent =
-      axes.empty() || axes.back() - axes.front() + 1 == static_cast<int64_t>(axes.size());
-  if (adjacent) {
-    const int64_t first = axes.empty() ? 0 : axes.front(), last = axes.empty() ? -1 : axes.back();
-    for (int64_t d = 0; d < nd; ++d) {
-      if (d < first)
-        l.outer *= shape[d];
-      else if (d <= last)
-        l.reduce *= shape[d];
-      else
-        l.inner *= shape[d];
-    }
-    return l;
-  }
-  for (int64_t d = 0; d < nd; ++d) {
-    if (std::binary_search(axes.begin(), axes.end(), d)) continue;
-    l.perm.push_back(d);
-    l.outer *= shape[d];
-  }
-  for (int64_t a : axes) {
-    l.perm.push_back(a);
-    l.reduce *= shape[a];
-  }
-  return l;
-}
-
 void extreme_backward(const Record& r, const std::vector<Tensor>& go, std::vector<Tensor>& gi) {
   // saved: [index (keepdim shape, i64)]; attrs.ints: [is_max, axes...]
   const Shape& in_shape = r.input_shapes[0];
   const std::vector<int64_t> axes(r.attrs.ints.begin() + 1, r.attrs.ints.end());
-  const ExtremaLayout l = extrema_layout(in_shape, axes);
+  const detail::ReduceLayout l = detail::reduce_layout(in_shape, axes);
   Tensor g = raw_contiguous(go[0]);
   // The gradient in the kernel's layout: x's shape, or its permutation (kept..., reduced...).
   Shape work_shape = in_shape;
@@ -89,12 +53,12 @@ Tensor extreme(bool is_max, const Tensor& x, const std::vector<int64_t>& axes_in
   const char* name = is_max ? "max" : "min";
   detail::expect_float_compatible(name, {&x});
   const std::vector<int64_t> axes = detail::reduction_axes(x, axes_in, name);
-  const ExtremaLayout l = extrema_layout(x.shape(), axes);
+  const detail::ReduceLayout l = detail::reduce_layout(x.shape(), axes);
   GRADUS_CHECK(l.reduce > 0 || l.outer * l.inner == 0, name,
                "cannot reduce {} over axes {}: a reduced axis is empty and max/min has no "
                "identity",
                x.describe(), shape_str(axes));
-  Tensor src = raw_contiguous(l.perm.empty() ? x : raw_permute(x, l.perm));
+  Tensor src = detail::reduce_source(x, l);
   const Shape keep_shape = detail::reduced_shape(x.shape(), axes, true);
   Tensor out = Tensor::empty(keep_shape, x.dtype(), x.device());
   Tensor index = Tensor::empty(keep_shape, DType::i64, x.device());

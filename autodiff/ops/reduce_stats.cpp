@@ -12,47 +12,6 @@ namespace gradus {
 
 namespace {
 
-// x: (...) with sorted reduced axes, as the kernels see it: src: (outer, reduce, inner) contiguous.
-// Adjacent axes need no data movement; otherwise x is permuted to (kept..., reduced...), inner = 1.
-// Either way the (outer, inner) result is the keepdim output in row-major order.
-struct StatsLayout {
-  Tensor src;
-  int64_t outer = 1, reduce = 1, inner = 1;
-};
-
-StatsLayout stats_layout(const Tensor& x, const std::vector<int64_t>& axes) {
-  StatsLayout l;
-  const Shape& shape = x.shape();
-  const int64_t nd = x.dim();
-  const bool adjacent =
-      axes.empty() || axes.back() - axes.front() + 1 == static_cast<int64_t>(axes.size());
-  if (adjacent) {
-    const int64_t first = axes.empty() ? 0 : axes.front(), last = axes.empty() ? -1 : axes.back();
-    for (int64_t d = 0; d < nd; ++d) {
-      if (d < first)
-        l.outer *= shape[d];
-      else if (d <= last)
-        l.reduce *= shape[d];
-      else
-        l.inner *= shape[d];
-    }
-    l.src = raw_contiguous(x);
-    return l;
-  }
-  std::vector<int64_t> perm;
-  for (int64_t d = 0; d < nd; ++d) {
-    if (std::binary_search(axes.begin(), axes.end(), d)) continue;
-    perm.push_back(d);
-    l.outer *= shape[d];
-  }
-  for (int64_t a : axes) {
-    perm.push_back(a);
-    l.reduce *= shape[a];
-  }
-  l.src = raw_contiguous(raw_permute(x, perm));
-  return l;
-}
-
 // The upstream gradient of a reduction in its keepdim shape, so it broadcasts against x.
 Tensor keepdim_grad(const Record& r, const Tensor& g, const std::vector<int64_t>& axes) {
   return raw_try_reshape_view(raw_contiguous(g),
@@ -101,13 +60,14 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& axes_in, bool keepdim, i
   GRADUS_CHECK(correction >= 0, "var", "correction must be >= 0, found {} (for {})", correction,
                x.describe());
   const std::vector<int64_t> axes = detail::reduction_axes(x, axes_in, "var");
-  const StatsLayout l = stats_layout(x, axes);
+  const detail::ReduceLayout l = detail::reduce_layout(x.shape(), axes);
+  const Tensor src = detail::reduce_source(x, l);
   const double divisor = static_cast<double>(std::max<int64_t>(l.reduce - correction, 0));
   const Shape keep_shape = detail::reduced_shape(x.shape(), axes, true);
   Tensor mean_keep = detail::empty_like(keep_shape, x);
   Tensor out = detail::empty_like(keep_shape, x);
   static const kernels::KernelRef<kernels::VarFn> kernel(kernels::kReduceVar);
-  kernel(x.device(), x.dtype())(l.src.raw_data(), mean_keep.raw_data(), out.raw_data(), l.outer,
+  kernel(x.device(), x.dtype())(src.raw_data(), mean_keep.raw_data(), out.raw_data(), l.outer,
                                 l.reduce, l.inner, divisor);
   if (!keepdim) out = raw_try_reshape_view(out, detail::reduced_shape(x.shape(), axes, false));
   finish_op(kVar, {x}, {out}, {x, mean_keep}, Attrs{.ints = axes, .floats = {divisor}});
@@ -119,11 +79,12 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& axes_in, bool keepdim, i
 Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& axes_in, bool keepdim) {
   detail::expect_float_compatible("logsumexp", {&x});
   const std::vector<int64_t> axes = detail::reduction_axes(x, axes_in, "logsumexp");
-  const StatsLayout l = stats_layout(x, axes);
+  const detail::ReduceLayout l = detail::reduce_layout(x.shape(), axes);
+  const Tensor src = detail::reduce_source(x, l);
   const Shape keep_shape = detail::reduced_shape(x.shape(), axes, true);
   Tensor out_keep = detail::empty_like(keep_shape, x);
   static const kernels::KernelRef<kernels::LogSumExpFn> kernel(kernels::kReduceLogSumExp);
-  kernel(x.device(), x.dtype())(l.src.raw_data(), out_keep.raw_data(), l.outer, l.reduce, l.inner);
+  kernel(x.device(), x.dtype())(src.raw_data(), out_keep.raw_data(), l.outer, l.reduce, l.inner);
   Tensor out = keepdim
                    ? out_keep
                    : raw_try_reshape_view(out_keep, detail::reduced_shape(x.shape(), axes, false));

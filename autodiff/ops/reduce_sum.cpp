@@ -4,8 +4,8 @@
 #include <numeric>
 
 #include "autodiff/ops/common.h"
-#include "autodiff/ops/reduce.h"
 #include "autodiff/ops/elementwise.h"
+#include "autodiff/ops/reduce.h"
 #include "autodiff/ops/view.h"
 #include "kernels/elementwise.h"
 #include "kernels/reduce.h"
@@ -33,38 +33,54 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& axes, bool k
   Shape out;
   for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
     bool reduced = std::binary_search(axes.begin(), axes.end(), d);
-    if (!reduced) out.push_back(shape[d]);
-    else if (keepdim) out.push_back(1);
+    if (!reduced)
+      out.push_back(shape[d]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }
 
+ReduceLayout reduce_layout(const Shape& shape, const std::vector<int64_t>& axes) {
+  ReduceLayout l;
+  const int64_t nd = static_cast<int64_t>(shape.size());
+  const bool adjacent =
+      axes.empty() || axes.back() - axes.front() + 1 == static_cast<int64_t>(axes.size());
+  if (adjacent) {
+    const int64_t first = axes.empty() ? 0 : axes.front(), last = axes.empty() ? -1 : axes.back();
+    for (int64_t d = 0; d < nd; ++d) {
+      if (d < first)
+        l.outer *= shape[d];
+      else if (d <= last)
+        l.reduce *= shape[d];
+      else
+        l.inner *= shape[d];
+    }
+    return l;
+  }
+  for (int64_t d = 0; d < nd; ++d) {
+    if (std::binary_search(axes.begin(), axes.end(), d)) continue;
+    l.perm.push_back(d);
+    l.outer *= shape[d];
+  }
+  for (int64_t a : axes) {
+    l.perm.push_back(a);
+    l.reduce *= shape[a];
+  }
+  return l;
+}
+
+Tensor reduce_source(const Tensor& x, const ReduceLayout& layout) {
+  return raw_contiguous(layout.perm.empty() ? x : raw_permute(x, layout.perm));
+}
+
 Tensor raw_reduce(int op, const Tensor& x, const std::vector<int64_t>& axes) {
-  Shape keep_shape = reduced_shape(x.shape(), axes, true);
-  Tensor out = Tensor::empty(keep_shape, x.dtype(), x.device());
-  bool adjacent = axes.empty() || axes.back() - axes.front() + 1 == static_cast<int64_t>(axes.size());
-  Tensor src = x;
-  int64_t first = axes.empty() ? 0 : axes.front(), last = axes.empty() ? -1 : axes.back();
-  if (!adjacent) {
-    // Bring the reduced axes last: (kept..., reduced...), then reduce with inner = 1.
-    std::vector<int64_t> perm;
-    for (int64_t d = 0; d < x.dim(); ++d)
-      if (!std::binary_search(axes.begin(), axes.end(), d)) perm.push_back(d);
-    first = static_cast<int64_t>(perm.size());
-    perm.insert(perm.end(), axes.begin(), axes.end());
-    last = x.dim() - 1;
-    src = raw_permute(x, perm);
-  }
-  src = raw_contiguous(src);
-  int64_t outer = 1, reduce = 1, inner = 1;
-  for (int64_t d = 0; d < src.dim(); ++d) {
-    if (d < first) outer *= src.shape()[d];
-    else if (d <= last) reduce *= src.shape()[d];
-    else inner *= src.shape()[d];
-  }
+  Tensor out = Tensor::empty(reduced_shape(x.shape(), axes, true), x.dtype(), x.device());
+  const ReduceLayout l = reduce_layout(x.shape(), axes);
+  Tensor src = reduce_source(x, l);
   static const kernels::KernelRef<kernels::ReduceFn> kernel(kernels::kReduce);
   kernel(x.device(), x.dtype())(static_cast<kernels::ReduceOp>(op), src.raw_data(), out.raw_data(),
-                                outer, reduce, inner);
+                                l.outer, l.reduce, l.inner);
   return out;
 }
 
@@ -103,9 +119,8 @@ Tensor sum_or_mean(bool is_mean, const Tensor& x, const std::vector<int64_t>& ax
   const char* name = is_mean ? "mean" : "sum";
   detail::expect_float_compatible(name, {&x});
   std::vector<int64_t> axes = detail::reduction_axes(x, axes_in, name);
-  Tensor out = detail::raw_reduce(static_cast<int>(is_mean ? kernels::ReduceOp::mean
-                                                           : kernels::ReduceOp::sum),
-                                  x, axes);
+  Tensor out = detail::raw_reduce(
+      static_cast<int>(is_mean ? kernels::ReduceOp::mean : kernels::ReduceOp::sum), x, axes);
   if (!keepdim) out = raw_try_reshape_view(out, detail::reduced_shape(x.shape(), axes, false));
   Attrs attrs;
   attrs.ints.push_back(is_mean ? 1 : 0);

@@ -1,5 +1,9 @@
 // The `gradus` command line.
-//   gradus run [--steps N] [--seed S] [--threads T]   the main job (for now: the MLP demo)
+//   gradus run DESCRIPTOR [--set path=value ...] [--resume RUN_DIR] [--threads T]
+//                                                      train a language model (docs/experiments.md)
+//   gradus run [--steps N] [--seed S] [--threads T]   without a descriptor: the MLP demo
+//   gradus eval CHECKPOINT [--text FILE] [--context N] [--device D]
+//                                                      next-byte cross-entropy of a checkpoint
 //   gradus ops [--json]                                the op registry with backend support
 //   gradus info                                        version, CPU, BLAS, threads, CUDA
 #include <fmt/format.h>
@@ -13,6 +17,8 @@
 #include "core/allocator.h"
 #include "core/error.h"
 #include "experiments/lib/bench_lm.h"
+#include "experiments/lib/lm_job.h"
+#include "experiments/lib/progress.h"
 #include "experiments/lib/mlp_demo.h"
 #include "experiments/lib/ops_table.h"
 #include "kernels/backend_info.h"
@@ -22,8 +28,15 @@ namespace {
 constexpr const char* kUsage = R"(usage: gradus <command> [options]
 
 commands:
+  run DESCRIPTOR [--set path=value ...] [--resume RUN_DIR] [--threads T]
+                   train a language model as the JSON descriptor says (docs/experiments.md);
+                   writes runs/NAME/TIMESTAMP/; --resume continues a stopped run (DESCRIPTOR may
+                   then be left out)
   run [--steps N] [--seed S] [--threads T] [--lr LR]
-                   train the default job: an MLP fitting y = x sin(3x), loss printed as it falls
+                   without a descriptor: an MLP fitting y = x sin(3x), loss printed as it falls
+  eval CHECKPOINT [--text FILE] [--context N] [--device cpu] [--threads T]
+                   mean next-byte cross-entropy and bits per byte of a checkpoint (or run
+                   directory) over FILE, default the run's validation split, as one JSON object
   ops [--json]     list every op with its CPU/CUDA forward and backward support per dtype
   info             version, CPU, BLAS library, thread count, CUDA backend
   bench lm [--preset small|medium] [--attention KIND] [--device cpu] [--dtype f32]
@@ -80,7 +93,58 @@ struct Flags {
   }
 };
 
+// gradus run DESCRIPTOR [--set path=value ...] [--resume RUN_DIR] [--threads T]
+int cmd_run_lm(const Flags& f) {
+  gradus::experiments::LmRunOptions o;
+  for (size_t i = 0; i < f.args.size(); ++i) {
+    const std::string& a = f.args[i];
+    if (a == "--set" || a == "--resume" || a == "--threads") {
+      GRADUS_CHECK(i + 1 < f.args.size(), "gradus run", "{} needs a value", a);
+      const std::string& v = f.args[++i];
+      if (a == "--set") {
+        o.overrides.push_back(v);
+      } else if (a == "--resume") {
+        o.resume_dir = v;
+      } else {
+        gradus::kernels::set_cpu_threads(static_cast<int>(f.integer("--threads", 1)));
+      }
+    } else if (!a.starts_with("--") && o.descriptor_path.empty()) {
+      o.descriptor_path = a;
+    } else {
+      GRADUS_FAIL("gradus run",
+                  "unexpected argument \"{}\" (usage: gradus run DESCRIPTOR [--set "
+                  "path=value ...] [--resume RUN_DIR] [--threads T])",
+                  a);
+    }
+  }
+  o.tty = gradus::experiments::stdout_is_tty();
+  auto r = gradus::experiments::run_lm(o, std::cout);
+  return r.completed ? 0 : 1;
+}
+
+// gradus eval CHECKPOINT [--text FILE] [--context N] [--device D] [--threads T]
+int cmd_eval(const Flags& f) {
+  GRADUS_CHECK(!f.args.empty() && !f.args[0].starts_with("--"), "gradus eval",
+               "expected a checkpoint file or run directory first (usage: gradus eval CHECKPOINT "
+               "[--text FILE] [--context N] [--device D])");
+  Flags rest{std::vector<std::string>(f.args.begin() + 1, f.args.end())};
+  rest.allow({"--text", "--context", "--device", "--threads"}, {});
+  if (rest.has("--threads"))
+    gradus::kernels::set_cpu_threads(static_cast<int>(rest.integer("--threads", 1)));
+  gradus::experiments::LmEvalOptions o;
+  o.checkpoint = f.args[0];
+  o.text_file = rest.value("--text", "");
+  o.context = rest.integer("--context", 0);
+  GRADUS_CHECK(o.context >= 0, "gradus eval", "--context must be positive, found {}", o.context);
+  o.device = rest.value("--device", o.device);
+  std::cout << gradus::experiments::eval_lm(o).dump() << "\n";
+  return 0;
+}
+
 int cmd_run(const Flags& f) {
+  // A descriptor (a first argument that is not a flag) or --resume selects the language model.
+  if ((!f.args.empty() && !f.args[0].starts_with("--")) || f.has("--resume") || f.has("--set"))
+    return cmd_run_lm(f);
   f.allow({"--steps", "--seed", "--threads", "--lr"}, {});
   if (f.has("--threads")) gradus::kernels::set_cpu_threads(static_cast<int>(f.integer("--threads", 1)));
   gradus::experiments::MlpDemoOptions o;
@@ -148,6 +212,7 @@ int main(int argc, char** argv) {
   Flags flags{std::vector<std::string>(argv + 2, argv + argc)};
   try {
     if (cmd == "run") return cmd_run(flags);
+    if (cmd == "eval") return cmd_eval(flags);
     if (cmd == "ops") return cmd_ops(flags);
     if (cmd == "info") return cmd_info(flags);
     if (cmd == "bench") return cmd_bench(flags);

@@ -16,15 +16,17 @@ void expect_float_compatible(const char* op, std::initializer_list<const Tensor*
       first = t;
       continue;
     }
-    GRADUS_CHECK(t->dtype() == first->dtype(), op, "dtypes differ: {} vs {} (convert one with to_dtype)",
-                 first->describe(), t->describe());
+    GRADUS_CHECK(t->dtype() == first->dtype(), op,
+                 "dtypes differ: {} vs {} (convert one with to_dtype)", first->describe(),
+                 t->describe());
     GRADUS_CHECK(t->device() == first->device(), op, "devices differ: {} vs {}", first->describe(),
                  t->describe());
   }
 }
 
 void expect_rank(const char* op, const Tensor& t, int64_t rank, const char* what) {
-  GRADUS_CHECK(t.dim() == rank, op, "expected {} of rank {} but found {}", what, rank, t.describe());
+  GRADUS_CHECK(t.dim() == rank, op, "expected {} of rank {} but found {}", what, rank,
+               t.describe());
 }
 
 void expect_dtype(const char* op, const Tensor& t, DType dtype, const char* what) {
@@ -40,6 +42,22 @@ Tensor scalar_like(double value, const Tensor& like) {
     return d;
   }
   return s;
+}
+
+Shape unravel_index(int64_t flat, const Shape& shape) {
+  Shape index(shape.size(), 0);
+  for (size_t d = shape.size(); d-- > 0;) {
+    index[d] = flat % shape[d];
+    flat /= shape[d];
+  }
+  return index;
+}
+
+int64_t read_i64(const Tensor& contiguous_ids, int64_t pos) {
+  Tensor flat = raw_try_reshape_view(contiguous_ids, {contiguous_ids.numel()});
+  Tensor host = Tensor::empty({1}, DType::i64);
+  raw_copy_(host, raw_slice(flat, 0, pos, pos + 1));
+  return host.data<int64_t>()[0];
 }
 
 }  // namespace gradus::detail

@@ -9,8 +9,8 @@
 
 namespace gradus::detail {
 
-// Checks that every tensor is defined, floating point (f32 / f64 / bf16) and shares dtype and device
-// with the first.
+// Checks that every tensor is defined, floating point (f32 / f64 / bf16) and shares dtype and
+// device with the first.
 void expect_float_compatible(const char* op, std::initializer_list<const Tensor*> tensors);
 void expect_defined(const char* op, const Tensor& t, const char* what);
 void expect_rank(const char* op, const Tensor& t, int64_t rank, const char* what);
@@ -18,6 +18,11 @@ void expect_dtype(const char* op, const Tensor& t, DType dtype, const char* what
 
 // A rank-0 tensor holding `value` in `like`'s dtype on `like`'s device.
 Tensor scalar_like(double value, const Tensor& like);
+
+// The multi-index of row-major position `flat` in `shape` (for error messages).
+Shape unravel_index(int64_t flat, const Shape& shape);
+// Element `pos` of a contiguous i64 tensor, read through a one-element CPU copy (any device).
+int64_t read_i64(const Tensor& contiguous_ids, int64_t pos);
 
 // A fresh contiguous tensor on like's device with like's dtype.
 inline Tensor empty_like(const Tensor& like) {

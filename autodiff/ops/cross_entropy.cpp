@@ -25,24 +25,6 @@ Reduction parse_reduction(const std::string& reduction) {
               reduction);
 }
 
-// The multi-index of row-major position `flat` in `shape`.
-Shape unravel(int64_t flat, const Shape& shape) {
-  Shape index(shape.size(), 0);
-  for (size_t d = shape.size(); d-- > 0;) {
-    index[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return index;
-}
-
-// Element `pos` of a contiguous i64 tensor, read through a one-element CPU copy (any device).
-int64_t read_i64(const Tensor& contiguous_ids, int64_t pos) {
-  Tensor flat = raw_try_reshape_view(contiguous_ids, {contiguous_ids.numel()});
-  Tensor host = Tensor::empty({1}, DType::i64);
-  raw_copy_(host, raw_slice(flat, 0, pos, pos + 1));
-  return host.data<int64_t>()[0];
-}
-
 // inputs: logits, targets; saved: logits (contiguous), targets (contiguous), lse: (rows);
 // attrs.ints: reduction, ignore_index, count of non-ignored targets.
 // grad_out: (...) for "none", () otherwise -> grad_logits: (..., V).
@@ -109,8 +91,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   GRADUS_CHECK(bad < 0, op,
                "target {} at position {} of targets {} is out of range for V = {} classes "
                "(logits {}); targets must be in [0, {}) or equal ignore_index ({})",
-               read_i64(tc, bad), shape_str(unravel(bad, lead)), targets.describe(), vocab,
-               logits.describe(), vocab, ignore_index);
+               detail::read_i64(tc, bad), shape_str(detail::unravel_index(bad, lead)),
+               targets.describe(), vocab, logits.describe(), vocab, ignore_index);
 
   Tensor out = loss;
   if (red != kNone) {

@@ -9,24 +9,6 @@ namespace gradus {
 
 namespace {
 
-// The multi-index of row-major position `flat` in `shape`.
-Shape unravel(int64_t flat, const Shape& shape) {
-  Shape index(shape.size(), 0);
-  for (size_t d = shape.size(); d-- > 0;) {
-    index[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return index;
-}
-
-// Element `pos` of a contiguous i64 tensor, read through a one-element CPU copy (any device).
-int64_t read_i64(const Tensor& contiguous_ids, int64_t pos) {
-  Tensor flat = raw_try_reshape_view(contiguous_ids, {contiguous_ids.numel()});
-  Tensor host = Tensor::empty({1}, DType::i64);
-  raw_copy_(host, raw_slice(flat, 0, pos, pos + 1));
-  return host.data<int64_t>()[0];
-}
-
 // inputs: weight, ids; saved: ids (contiguous). grad_out: (..., C) -> grad_weight: (V, C).
 void embedding_backward_rule(const Record& r, const std::vector<Tensor>& go,
                              std::vector<Tensor>& gi) {
@@ -72,8 +54,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   GRADUS_CHECK(bad < 0, "embedding",
                "id {} at position {} of ids {} is out of range for a table of V = {} rows "
                "(weight {}); ids must be in [0, {})",
-               read_i64(idc, bad), shape_str(unravel(bad, ids.shape())), ids.describe(), vocab,
-               weight.describe(), vocab);
+               detail::read_i64(idc, bad), shape_str(detail::unravel_index(bad, ids.shape())),
+               ids.describe(), vocab, weight.describe(), vocab);
   finish_op(kEmbedding, {weight, ids}, {out}, {idc});
   return out;
 }

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/text.h"
 #include "kernels/backend_info.h"
 #include "models/nn/attention.h"
 
@@ -485,22 +486,6 @@ std::string sanitise_name(const std::string& stem) {
   while (!out.empty() && out[0] == '.') out.erase(0, 1);
   return valid_run_name(out) ? out : "run";
 }
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string lower(std::string s) {
   for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   return s;

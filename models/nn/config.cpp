@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "models/nn/attention.h"
 
 namespace gradus {
@@ -89,22 +90,6 @@ const std::vector<Field>& fields() {
 
 #undef GRADUS_INT_FIELD
 #undef GRADUS_DOUBLE_FIELD
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 void check_positive(const char* key, int64_t v) {
   GRADUS_CHECK(v > 0, kWhere, "{} must be positive, found {}", key, v);
 }

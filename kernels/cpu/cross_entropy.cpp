@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/cpu/vec_math.h"
 #include "kernels/registry.h"
 
 namespace gradus::kernels::cpu {
@@ -24,8 +25,8 @@ double row_logsumexp(const T* x, int64_t n) {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t j = 0;
   for (; j + 8 <= n; j += 8)
-    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(std::exp(x[j + k] - m));
-  for (int k = 0; j < n; ++j, ++k) acc[k] += static_cast<double>(std::exp(x[j] - m));
+    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(vexp(x[j + k] - m));
+  for (int k = 0; j < n; ++j, ++k) acc[k] += static_cast<double>(vexp(x[j] - m));
   const double s =
       ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
   return static_cast<double>(m) + std::log(s);
@@ -82,7 +83,7 @@ void cross_entropy_backward(const void* logits_, const int64_t* targets, const v
     const T* x = logits + r * vocab;
     const T g = static_cast<T>(static_cast<double>(grad_loss[r * grad_stride]) * scale);
     const T l = lse[r];
-    for (int64_t j = 0; j < vocab; ++j) gr[j] = std::exp(x[j] - l) * g;
+    for (int64_t j = 0; j < vocab; ++j) gr[j] = vexp(x[j] - l) * g;
     gr[t] -= g;
   }
 }

@@ -3,6 +3,7 @@
 
 #include "core/strided_loop.h"
 #include "kernels/elementwise.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/registry.h"
 
 namespace gradus::kernels {
@@ -35,7 +36,7 @@ const char* unary_op_name(UnaryOp op) {
 namespace cpu {
 namespace {
 
-template <class T> T sigmoid_of(T x) { return T(1) / (T(1) + std::exp(-x)); }
+template <class T> T sigmoid_of(T x) { return T(1) / (T(1) + vexp(-x)); }
 
 constexpr double kSqrt2OverPi = 0.7978845608028654;  // sqrt(2 / pi)
 constexpr double kInvSqrt2 = 0.7071067811865476;     // 1 / sqrt(2)
@@ -58,7 +59,7 @@ template <class T> void unary(UnaryOp op, UnaryParams p, const Tensor& x, const 
   const T p0 = static_cast<T>(p.p0), p1 = static_cast<T>(p.p1);
   switch (op) {
     case UnaryOp::neg: return unary_loop<T>(x, out, [](T v) { return -v; });
-    case UnaryOp::exp: return unary_loop<T>(x, out, [](T v) { return std::exp(v); });
+    case UnaryOp::exp: return unary_loop<T>(x, out, [](T v) { return vexp(v); });
     case UnaryOp::log: return unary_loop<T>(x, out, [](T v) { return std::log(v); });
     case UnaryOp::sqrt: return unary_loop<T>(x, out, [](T v) { return std::sqrt(v); });
     case UnaryOp::rsqrt: return unary_loop<T>(x, out, [](T v) { return T(1) / std::sqrt(v); });
@@ -81,7 +82,7 @@ template <class T> void unary(UnaryOp op, UnaryParams p, const Tensor& x, const 
       // (1/beta) log1p(exp(beta x)), linear where beta x > threshold (as torch.nn.functional.softplus).
       return unary_loop<T>(x, out, [p0, p1](T v) {
         T bx = p0 * v;
-        return bx > p1 ? v : std::log1p(std::exp(bx)) / p0;
+        return bx > p1 ? v : std::log1p(vexp(bx)) / p0;
       });
     case UnaryOp::clamp:
       return unary_loop<T>(x, out, [p0, p1](T v) { return v < p0 ? p0 : (v > p1 ? p1 : v); });
@@ -136,7 +137,7 @@ void unary_backward(UnaryOp op, UnaryParams p, const Tensor& x, const Tensor& ou
     case UnaryOp::gelu_exact:
       return run([](T v, T, T go) {
         T cdf = T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
-        T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
+        T pdf = T(kInvSqrt2Pi) * vexp(T(-0.5) * v * v);
         return go * (cdf + v * pdf);
       });
     case UnaryOp::silu:

@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/vec_math.h"
 #include "kernels/registry.h"
 
 namespace gradus::kernels::cpu {
@@ -325,7 +326,7 @@ void reduce_logsumexp(const void* x_, void* out_, int64_t outer, int64_t reduce,
   T* out = static_cast<T*>(out_);
   if (inner == 1 && outer == 1) {
     const T m = lse_shift(max_long(x, reduce));
-    out[0] = std::log(sum_map_long(x, reduce, [m](T v) { return std::exp(v - m); })) + m;
+    out[0] = std::log(sum_map_long(x, reduce, [m](T v) { return vexp(v - m); })) + m;
     return;
   }
   if (inner == 1) {
@@ -333,7 +334,7 @@ void reduce_logsumexp(const void* x_, void* out_, int64_t outer, int64_t reduce,
     for (int64_t o = 0; o < outer; ++o) {
       const T* row = x + o * reduce;
       const T m = lse_shift(max_contiguous(row, reduce));
-      out[o] = std::log(sum_map_contiguous(row, reduce, [m](T v) { return std::exp(v - m); })) + m;
+      out[o] = std::log(sum_map_contiguous(row, reduce, [m](T v) { return vexp(v - m); })) + m;
     }
     return;
   }
@@ -353,7 +354,7 @@ void reduce_logsumexp(const void* x_, void* out_, int64_t outer, int64_t reduce,
         dst[i] = 0;
       }
       for (int64_t r = 0; r < reduce; ++r)
-        for (int64_t i = i0; i < i1; ++i) dst[i] += std::exp(src[r * inner + i] - m[i - i0]);
+        for (int64_t i = i0; i < i1; ++i) dst[i] += vexp(src[r * inner + i] - m[i - i0]);
       for (int64_t i = i0; i < i1; ++i) dst[i] = std::log(dst[i]) + m[i - i0];
     }
   }

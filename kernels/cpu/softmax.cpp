@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/cpu/vec_math.h"
 #include "kernels/registry.h"
 
 namespace gradus::kernels::cpu {
@@ -43,12 +44,12 @@ void softmax_row(const T* x, T* y, int64_t n) {
   // Softmax stores exp(x - m) on the way so the last pass only divides; log-softmax only sums.
   for (; i + 8 <= n; i += 8)
     for (int k = 0; k < 8; ++k) {
-      const T e = std::exp(x[i + k] - m);
+      const T e = vexp(x[i + k] - m);
       if constexpr (!kLog) y[i + k] = e;
       acc[k] += e;
     }
   for (int k = 0; i < n; ++i, ++k) {
-    const T e = std::exp(x[i] - m);
+    const T e = vexp(x[i] - m);
     if constexpr (!kLog) y[i] = e;
     acc[k] += e;
   }
@@ -74,7 +75,7 @@ void softmax_columns(const T* x, T* y, int64_t n, int64_t inner, int64_t i0, int
     for (int64_t i = 0; i < w; ++i) m[i] = std::max(m[i], x[r * inner + i0 + i]);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t i = 0; i < w; ++i) {
-      const T e = std::exp(x[r * inner + i0 + i] - m[i]);
+      const T e = vexp(x[r * inner + i0 + i] - m[i]);
       if constexpr (!kLog) y[r * inner + i0 + i] = e;
       s[i] += e;
     }
@@ -127,7 +128,7 @@ void softmax_backward_row(const T* y, const T* g, T* gx, int64_t n) {
   for (int k = 0; i < n; ++i, ++k) acc[k] += kLog ? g[i] : g[i] * y[i];
   const T s = combine8(acc);
   if constexpr (kLog) {
-    for (int64_t j = 0; j < n; ++j) gx[j] = g[j] - std::exp(y[j]) * s;
+    for (int64_t j = 0; j < n; ++j) gx[j] = g[j] - vexp(y[j]) * s;
   } else {
     for (int64_t j = 0; j < n; ++j) gx[j] = y[j] * (g[j] - s);
   }
@@ -148,7 +149,7 @@ void softmax_backward_columns(const T* y, const T* g, T* gx, int64_t n, int64_t 
     for (int64_t i = 0; i < w; ++i) {
       const int64_t at = r * inner + i0 + i;
       if constexpr (kLog)
-        gx[at] = g[at] - std::exp(y[at]) * s[i];
+        gx[at] = g[at] - vexp(y[at]) * s[i];
       else
         gx[at] = y[at] * (g[at] - s[i]);
     }

@@ -16,25 +16,13 @@
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/reduce.h"
 #include "autodiff/ops/view.h"
+#include "support/expect_error.h"
 
 namespace gradus {
 namespace {
 
-std::string error_message(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a gradus::Error";
-  return "";
-}
-
-void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> pieces) {
-  std::string msg = error_message(fn);
-  for (const std::string& p : pieces)
-    EXPECT_NE(msg.find(p), std::string::npos) << "\"" << p << "\" not in: " << msg;
-}
+using testing::error_message;
+using testing::expect_error;
 
 struct AnomalyGuard {
   bool previous = detect_anomaly();

@@ -12,26 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "support/expect_error.h"
+
 namespace gradus {
 namespace {
 
-// Runs fn, which must throw gradus::Error; returns the message ("" and a failure otherwise).
-std::string error_message(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a gradus::Error";
-  return "";
-}
-
-// Every piece must occur in the message: the op, the shapes, what was expected and found.
-void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> pieces) {
-  std::string msg = error_message(fn);
-  for (const std::string& p : pieces)
-    EXPECT_NE(msg.find(p), std::string::npos) << "\"" << p << "\" not in: " << msg;
-}
+using testing::error_message;
+using testing::expect_error;
 
 // Restores the poison switch however the test leaves.
 struct PoisonGuard {

@@ -8,28 +8,19 @@
 
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/reduce.h"
+#include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
 namespace gradus {
 namespace {
+
+using testing::expect_error;
 
 using testing::noncontiguous_leaf;
 using testing::randn_leaf;
 
 Tensor ivec(const std::vector<double>& v, const Shape& shape) {
   return Tensor::from_vector(v, shape, DType::i64);
-}
-
-// Expects `fn` to throw a gradus::Error whose message contains every string in `parts`.
-template <class Fn>
-void expect_error(Fn fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
-  }
 }
 
 // ---------------------------------------------------------------- gradchecks

@@ -5,10 +5,13 @@
 
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/reduce.h"
+#include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
 namespace gradus {
 namespace {
+
+using testing::expect_error;
 
 using testing::noncontiguous_leaf;
 using testing::randn_leaf;
@@ -19,17 +22,6 @@ Tensor random_mask(const Shape& shape, uint64_t seed, DType dtype) {
   std::vector<double> u = rand_uniform(shape, gen, DType::f64).to_vector();
   for (double& v : u) v = v < 0.5 ? 1.0 : 0.0;
   return Tensor::from_vector(u, shape, dtype);
-}
-
-template <class Fn>
-void expect_error(Fn fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
-  }
 }
 
 TEST(Gradcheck, where) {

@@ -44,6 +44,19 @@ Tensor scalar_like(double value, const Tensor& like) {
   return s;
 }
 
+AxisLayout axis_layout(const Shape& shape, int64_t axis) {
+  AxisLayout l;
+  for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+    if (d < axis)
+      l.outer *= shape[d];
+    else if (d == axis)
+      l.n = shape[d];
+    else
+      l.inner *= shape[d];
+  }
+  return l;
+}
+
 Shape unravel_index(int64_t flat, const Shape& shape) {
   Shape index(shape.size(), 0);
   for (size_t d = shape.size(); d-- > 0;) {

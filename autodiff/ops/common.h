@@ -19,6 +19,13 @@ void expect_dtype(const char* op, const Tensor& t, DType dtype, const char* what
 // A rank-0 tensor holding `value` in `like`'s dtype on `like`'s device.
 Tensor scalar_like(double value, const Tensor& like);
 
+// A contiguous tensor of `shape` viewed as (outer, n, inner) around `axis`: outer = d0 ... d_{a-1},
+// n = d_a, inner = d_{a+1} ... d_{k-1}. A rank-0 shape is one row of one element.
+struct AxisLayout {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+AxisLayout axis_layout(const Shape& shape, int64_t axis);
+
 // The multi-index of row-major position `flat` in `shape` (for error messages).
 Shape unravel_index(int64_t flat, const Shape& shape);
 // Element `pos` of a contiguous i64 tensor, read through a one-element CPU copy (any device).

@@ -14,23 +14,6 @@ namespace gradus {
 
 namespace {
 
-// (outer, n, inner) of a contiguous tensor of `shape` around `axis`.
-struct AxisLayout {
-  int64_t outer = 1, n = 1, inner = 1;
-};
-AxisLayout axis_layout(const Shape& shape, int64_t axis) {
-  AxisLayout l;
-  for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
-    if (d < axis)
-      l.outer *= shape[d];
-    else if (d == axis)
-      l.n = shape[d];
-    else
-      l.inner *= shape[d];
-  }
-  return l;
-}
-
 // Element `pos` (row-major) of a contiguous i64 tensor on any device, read on the CPU.
 int64_t read_index(const Tensor& index, int64_t pos) {
   Tensor one = raw_view(index, {1}, {1}, index.offset() + pos);
@@ -123,7 +106,7 @@ void index_select_backward(const Record& r, const std::vector<Tensor>& go,
   const Tensor& index = r.saved[0];
   Tensor g = raw_contiguous(go[0]);
   Tensor gx = detail::empty_like(r.input_shapes[0], g);
-  AxisLayout l = axis_layout(r.input_shapes[0], axis);
+  detail::AxisLayout l = detail::axis_layout(r.input_shapes[0], axis);
   static const kernels::KernelRef<kernels::IndexSelectBackwardFn> k(kernels::kIndexSelectBackward);
   k(g.device(), g.dtype())(g.raw_data(), index.data<int64_t>(), gx.raw_data(), l.outer, l.n,
                            index.numel(), l.inner);
@@ -140,7 +123,7 @@ void gather_backward(const Record& r, const std::vector<Tensor>& go, std::vector
   sub_shape[axis] = x_shape[axis];
   Tensor g = raw_contiguous(go[0]);
   Tensor gsub = detail::empty_like(sub_shape, g);
-  AxisLayout l = axis_layout(sub_shape, axis);
+  detail::AxisLayout l = detail::axis_layout(sub_shape, axis);
   static const kernels::KernelRef<kernels::GatherBackwardFn> k(kernels::kGatherBackward);
   k(g.device(), g.dtype())(g.raw_data(), index.data<int64_t>(), gsub.raw_data(), l.outer, l.n,
                            index.shape()[axis], l.inner);
@@ -269,7 +252,7 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
   Shape out_shape = x.shape();
   out_shape[axis] = ic.numel();
   Tensor out = detail::empty_like(out_shape, x);
-  AxisLayout l = axis_layout(x.shape(), axis);
+  detail::AxisLayout l = detail::axis_layout(x.shape(), axis);
   static const kernels::KernelRef<kernels::IndexSelectFn> k(kernels::kIndexSelect);
   int64_t bad = k(x.device(), x.dtype())(xc.raw_data(), ic.data<int64_t>(), out.raw_data(), l.outer,
                                          l.n, ic.numel(), l.inner);
@@ -298,7 +281,7 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
   xs = raw_contiguous(xs);
   Tensor ic = raw_contiguous(index);
   Tensor out = detail::empty_like(index.shape(), x);
-  AxisLayout l = axis_layout(xs.shape(), axis);
+  detail::AxisLayout l = detail::axis_layout(xs.shape(), axis);
   static const kernels::KernelRef<kernels::GatherFn> k(kernels::kGather);
   int64_t bad = k(x.device(), x.dtype())(xs.raw_data(), ic.data<int64_t>(), out.raw_data(), l.outer,
                                          l.n, index.shape()[axis], l.inner);

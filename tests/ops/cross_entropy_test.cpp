@@ -11,26 +11,19 @@
 
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/reduce.h"
+#include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
 namespace gradus {
 namespace {
+
+using testing::error_message;
 
 using testing::noncontiguous_leaf;
 using testing::randn_leaf;
 
 Tensor targets_tensor(const std::vector<double>& values, const Shape& shape) {
   return Tensor::from_vector(values, shape, DType::i64);
-}
-
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // Per-row losses of logits: (rows, V), 0 at ignored rows.
@@ -187,7 +180,7 @@ TEST(CrossEntropy, IsBitwiseIdenticalAcrossThreadCounts) {
 
 TEST(CrossEntropy, OutOfRangeTargetNamesTheTargetPositionAndV) {
   Tensor x = Tensor::zeros({2, 3, 5});
-  std::string msg = error_of([&] {
+  std::string msg = error_message([&] {
     cross_entropy(x, targets_tensor({0, 1, -100, 4, 5, 2}, {2, 3}));
   });
   EXPECT_NE(msg.find("cross_entropy"), std::string::npos) << msg;
@@ -195,25 +188,25 @@ TEST(CrossEntropy, OutOfRangeTargetNamesTheTargetPositionAndV) {
   EXPECT_NE(msg.find("position (1, 1)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("V = 5"), std::string::npos) << msg;
 
-  msg = error_of([&] { cross_entropy(Tensor::zeros({2, 5}), targets_tensor({-3, 0}, {2})); });
+  msg = error_message([&] { cross_entropy(Tensor::zeros({2, 5}), targets_tensor({-3, 0}, {2})); });
   EXPECT_NE(msg.find("target -3 at position (0,)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("-100"), std::string::npos) << msg;  // names the ignore_index in force
 }
 
 TEST(CrossEntropy, BadArgumentsNameTheOpAndShapes) {
   Tensor x = Tensor::zeros({4, 5});
-  std::string msg = error_of([&] { cross_entropy(x, targets_tensor({0, 1, 2}, {3})); });
+  std::string msg = error_message([&] { cross_entropy(x, targets_tensor({0, 1, 2}, {3})); });
   EXPECT_NE(msg.find("cross_entropy"), std::string::npos) << msg;
   EXPECT_NE(msg.find("(4,)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("(3,)"), std::string::npos) << msg;
 
-  msg = error_of([&] { cross_entropy(x, Tensor::zeros({4})); });
+  msg = error_message([&] { cross_entropy(x, Tensor::zeros({4})); });
   EXPECT_NE(msg.find("i64"), std::string::npos) << msg;
 
-  msg = error_of([&] { cross_entropy(x, targets_tensor({0, 1, 2, 3}, {4}), -100, "avg"); });
+  msg = error_message([&] { cross_entropy(x, targets_tensor({0, 1, 2, 3}, {4}), -100, "avg"); });
   EXPECT_NE(msg.find("\"avg\""), std::string::npos) << msg;
 
-  msg = error_of([&] { cross_entropy(Tensor::scalar(1.0), targets_tensor({0}, {})); });
+  msg = error_message([&] { cross_entropy(Tensor::scalar(1.0), targets_tensor({0}, {})); });
   EXPECT_NE(msg.find("class axis"), std::string::npos) << msg;
 }
 

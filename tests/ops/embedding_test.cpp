@@ -8,26 +8,19 @@
 
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/reduce.h"
+#include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
 namespace gradus {
 namespace {
+
+using testing::error_message;
 
 using testing::noncontiguous_leaf;
 using testing::randn_leaf;
 
 Tensor ids_tensor(const std::vector<double>& values, const Shape& shape) {
   return Tensor::from_vector(values, shape, DType::i64);
-}
-
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Gradcheck, embedding) {
@@ -124,31 +117,31 @@ TEST(Embedding, EmptyIdsGiveAnEmptyOutputAndZeroGradient) {
 
 TEST(Embedding, OutOfRangeIdNamesTheIdPositionAndV) {
   Tensor w = Tensor::zeros({7, 2});
-  std::string msg = error_of([&] { embedding(w, ids_tensor({0, 1, 2, 3, 4, 9}, {2, 3})); });
+  std::string msg = error_message([&] { embedding(w, ids_tensor({0, 1, 2, 3, 4, 9}, {2, 3})); });
   EXPECT_NE(msg.find("embedding"), std::string::npos) << msg;
   EXPECT_NE(msg.find("id 9"), std::string::npos) << msg;
   EXPECT_NE(msg.find("position (1, 2)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("V = 7"), std::string::npos) << msg;
 
-  msg = error_of([&] { embedding(w, ids_tensor({3, -1}, {2})); });
+  msg = error_message([&] { embedding(w, ids_tensor({3, -1}, {2})); });
   EXPECT_NE(msg.find("id -1"), std::string::npos) << msg;
   EXPECT_NE(msg.find("position (1,)"), std::string::npos) << msg;
 
   // The first bad position is reported, whatever the threads.
-  msg = error_of([&] { embedding(w, ids_tensor({7, 8}, {2})); });
+  msg = error_message([&] { embedding(w, ids_tensor({7, 8}, {2})); });
   EXPECT_NE(msg.find("id 7 at position (0,)"), std::string::npos) << msg;
 }
 
 TEST(Embedding, BadArgumentsNameTheOpAndShapes) {
-  std::string msg = error_of([&] { embedding(Tensor::zeros({7}), ids_tensor({1}, {1})); });
+  std::string msg = error_message([&] { embedding(Tensor::zeros({7}), ids_tensor({1}, {1})); });
   EXPECT_NE(msg.find("embedding"), std::string::npos) << msg;
   EXPECT_NE(msg.find("(7,)"), std::string::npos) << msg;
 
-  msg = error_of([&] { embedding(Tensor::zeros({7, 2}), Tensor::zeros({3})); });
+  msg = error_message([&] { embedding(Tensor::zeros({7, 2}), Tensor::zeros({3})); });
   EXPECT_NE(msg.find("i64"), std::string::npos) << msg;
   EXPECT_NE(msg.find("ids"), std::string::npos) << msg;
 
-  msg = error_of([&] { embedding(Tensor::zeros({7, 2}, DType::i64), ids_tensor({1}, {1})); });
+  msg = error_message([&] { embedding(Tensor::zeros({7, 2}, DType::i64), ids_tensor({1}, {1})); });
   EXPECT_NE(msg.find("floating-point"), std::string::npos) << msg;
 }
 

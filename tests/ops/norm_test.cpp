@@ -10,10 +10,13 @@
 
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/reduce.h"
+#include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
 namespace gradus {
 namespace {
+
+using testing::error_message;
 
 using testing::noncontiguous_leaf;
 using testing::randn_leaf;
@@ -52,16 +55,6 @@ void expect_close(const std::vector<double>& got, const std::vector<double>& wan
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i)
     ASSERT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i]))) << what << " element " << i;
-}
-
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 Tensor plain(const Shape& shape, uint64_t seed, DType dt = DType::f64, double mean = 0.0) {
@@ -243,25 +236,25 @@ TEST(Norm, EmptyInputGivesZeroParameterGradients) {
 // ---------------------------------------------------------------- errors
 TEST(Norm, BadArgumentsNameTheOpAndShapes) {
   Tensor x = plain({2, 8}, 91, DType::f32);
-  std::string msg = error_of([&] { rms_norm(x, plain({7}, 92, DType::f32)); });
+  std::string msg = error_message([&] { rms_norm(x, plain({7}, 92, DType::f32)); });
   EXPECT_NE(msg.find("rms_norm"), std::string::npos) << msg;
   EXPECT_NE(msg.find("(8,)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("(7,)"), std::string::npos) << msg;
 
-  msg = error_of([&] { layer_norm(x, Tensor(), plain({2, 8}, 93, DType::f32)); });
+  msg = error_message([&] { layer_norm(x, Tensor(), plain({2, 8}, 93, DType::f32)); });
   EXPECT_NE(msg.find("layer_norm"), std::string::npos) << msg;
   EXPECT_NE(msg.find("bias"), std::string::npos) << msg;
 
-  msg = error_of([&] { layer_norm(x, plain({8}, 94, DType::f64), Tensor()); });
+  msg = error_message([&] { layer_norm(x, plain({8}, 94, DType::f64), Tensor()); });
   EXPECT_NE(msg.find("dtypes differ"), std::string::npos) << msg;
 
-  msg = error_of([&] { rms_norm(Tensor::scalar(1.0), Tensor()); });
+  msg = error_message([&] { rms_norm(Tensor::scalar(1.0), Tensor()); });
   EXPECT_NE(msg.find("at least one axis"), std::string::npos) << msg;
 
-  msg = error_of([&] { rms_norm(x, Tensor(), -1.0); });
+  msg = error_message([&] { rms_norm(x, Tensor(), -1.0); });
   EXPECT_NE(msg.find("eps"), std::string::npos) << msg;
 
-  msg = error_of([&] { rms_norm(Tensor::zeros({2, 3}, DType::i64), Tensor()); });
+  msg = error_message([&] { rms_norm(Tensor::zeros({2, 3}, DType::i64), Tensor()); });
   EXPECT_NE(msg.find("floating-point"), std::string::npos) << msg;
 }
 

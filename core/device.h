@@ -1,5 +1,5 @@
-// Device: where a tensor's storage lives. The CPU is always present; CUDA is reserved for the CUDA
-// backend (tensors cannot be created there until that backend is built in).
+// Device: where a tensor's storage lives. The CPU is always present; CUDA tensors exist when the
+// CUDA backend is built in (kernels/cuda) and a GPU is present. One device per type: cuda:0.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // DType: the element types a Tensor can hold.
-// f32 and f64 run everywhere; i64 holds indices; bf16 is reserved for the CUDA backend (the CPU backend refuses it with a
-// clear error rather than computing it slowly or wrongly).
+// f32 and f64 run everywhere; i64 holds indices; bf16 is computed by the CUDA backend only: the CPU
+// stores, converts and saves it, and its kernels refuse it with a clear error (no kernel registered)
+// rather than computing it slowly or wrongly.
 #pragma once
 
 #include <cstddef>
@@ -40,6 +41,8 @@ template <class T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::f32; }
 template <> constexpr DType dtype_of<double>() { return DType::f64; }
 template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
+struct bfloat16;
+template <> constexpr DType dtype_of<bfloat16>() { return DType::bf16; }
 
 constexpr bool is_floating(DType t) { return t != DType::i64; }
 

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
+#include "core/bfloat16.h"
 #include "core/strided_loop.h"
 
 namespace gradus {
@@ -19,7 +21,22 @@ template <class Fn> void dispatch_cpu_dtype(DType t, const char* op, Fn&& fn) {
     case DType::f32: fn(float{}); return;
     case DType::f64: fn(double{}); return;
     case DType::i64: fn(int64_t{}); return;
-    default: GRADUS_FAIL(op, "dtype {} is not supported on the CPU (f32, f64 and i64 are)", dtype_name(t));
+    case DType::bf16: fn(bfloat16{}); return;  // storage and conversion only: no CPU kernel
+  }
+  GRADUS_FAIL(op, "unknown dtype {}", static_cast<int>(t));
+}
+
+// Element conversion for copies between dtypes; bf16 converts through f32 (exact both ways for
+// values a bf16 can hold).
+template <class D, class S> D convert_element(S s) {
+  if constexpr (std::is_same_v<D, S>) {
+    return s;
+  } else if constexpr (std::is_same_v<S, bfloat16>) {
+    return static_cast<D>(static_cast<float>(s));
+  } else if constexpr (std::is_same_v<D, bfloat16>) {
+    return bfloat16(static_cast<float>(s));
+  } else {
+    return static_cast<D>(s);
   }
 }
 }  // namespace
@@ -33,6 +50,8 @@ void set_device_hooks(DeviceType type, DeviceCopyHooks hooks) {
 // ---------------------------------------------------------------- Storage
 Storage::Storage(size_t nbytes, Device device)
     : nbytes_(nbytes), device_(device), allocator_(&allocator_for(device.type)) {
+  GRADUS_CHECK(device.index == 0, "Tensor", "{}: this version uses one device of each type, index 0 "
+               "(cuda:0); found index {}", device.str(), device.index);
   data_ = allocator_->allocate(std::max<size_t>(nbytes, 1));
 }
 // Back to the allocator that made the block, even if another was installed since.
@@ -160,9 +179,8 @@ double Tensor::at(std::initializer_list<int64_t> index) const {
 }
 
 std::vector<double> Tensor::to_vector() const {
-  GRADUS_CHECK(device().is_cpu(), "Tensor::to_vector", "tensor is on {}; copy it to the CPU first",
-               device().str());
-  Tensor c = raw_contiguous(*this);
+  // A device tensor is copied to the CPU first (a synchronising transfer).
+  Tensor c = device().is_cpu() ? raw_contiguous(*this) : raw_to_device(*this, kCPU);
   std::vector<double> out(static_cast<size_t>(numel()));
   dispatch_cpu_dtype(dtype(), "Tensor::to_vector", [&](auto zero) {
     using T = decltype(zero);
@@ -390,11 +408,20 @@ void raw_copy_(const Tensor& dst, const Tensor& src) {
     D* d = static_cast<D*>(dst.raw_data());
     const S* s = static_cast<const S*>(src.raw_data());
     strided_loop_2(dst.shape(), dst.strides(), src.strides(),
-                   [&](int64_t od, int64_t os) { d[od] = static_cast<D>(s[os]); });
+                   [&](int64_t od, int64_t os) { d[od] = convert_element<D, S>(s[os]); });
   };
   dispatch_cpu_dtype(dst.dtype(), "copy", [&](auto dz) {
     dispatch_cpu_dtype(src.dtype(), "copy", [&](auto sz) { copy_typed(dz, sz); });
   });
+}
+
+Tensor raw_to_device(const Tensor& x, Device device) {
+  if (x.device() == device) return x;
+  bool poison = g_poison.exchange(false);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), device);
+  g_poison = poison;
+  raw_copy_(out, x);
+  return out;
 }
 
 Tensor raw_contiguous(const Tensor& x) {

@@ -102,9 +102,9 @@ class Tensor {
   bool shares_storage(const Tensor& other) const { return storage() == other.storage(); }
 
   // ---- element access (CPU; converts through double; for tests and small reads) ----
-  double item() const;                               // requires numel() == 1
+  double item() const;                               // requires numel() == 1; any device
   double at(std::initializer_list<int64_t> index) const;
-  std::vector<double> to_vector() const;             // row-major, any strides
+  std::vector<double> to_vector() const;             // row-major, any strides, any device
   std::vector<float> to_float_vector() const;
 
   // ---- autodiff state (meaning defined in autodiff/) ----
@@ -147,6 +147,8 @@ void raw_copy_(const Tensor& dst, const Tensor& src);
 Tensor raw_contiguous(const Tensor& x);  // x itself when already contiguous
 Tensor raw_clone(const Tensor& x);       // always a fresh contiguous copy
 Tensor raw_to_dtype(const Tensor& x, DType dtype);
+// A contiguous copy on `device` (x itself when already there); same dtype.
+Tensor raw_to_device(const Tensor& x, Device device);
 // Resolves one -1 in `shape` against numel; throws naming `op` when sizes disagree.
 Shape infer_reshape(const Shape& shape, int64_t numel, const char* op);
 

@@ -37,6 +37,12 @@ void to_dtype_backward(const Record& r, const std::vector<Tensor>& go, std::vect
   gi[0] = raw_to_dtype(go[0], r.input_dtypes[0]);
 }
 
+// to_device: attrs.ints = {source device type, source device index}; the gradient goes back there.
+void to_device_backward(const Record& r, const std::vector<Tensor>& go, std::vector<Tensor>& gi) {
+  const Device source{static_cast<DeviceType>(r.attrs.ints[0]), static_cast<int>(r.attrs.ints[1])};
+  gi[0] = raw_to_device(go[0], source);
+}
+
 OpDef view_def(const char* name, BackwardFn fn, std::vector<std::string> kernels = {}) {
   return OpDef{.name = name,
                .family = "view",
@@ -51,6 +57,7 @@ const OpDef& kSlice = register_op(view_def("slice", slice_backward, {kernels::kS
 const OpDef& kExpand = register_op(view_def("expand", identity_backward, {kernels::kStridedCopy, "reduce"}));
 const OpDef& kContiguous = register_op(view_def("contiguous", identity_backward, {kernels::kStridedCopy}));
 const OpDef& kToDtype = register_op(view_def("to_dtype", to_dtype_backward, {kernels::kStridedCopy}));
+const OpDef& kToDevice = register_op(view_def("to_device", to_device_backward, {kernels::kStridedCopy}));
 
 Tensor record_view(const OpDef& def, const Tensor& x, Tensor out, Attrs attrs = {}) {
   finish_op(def, {x}, {out}, {}, std::move(attrs));
@@ -148,6 +155,13 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
   detail::expect_defined("to_dtype", x, "input");
   if (x.dtype() == dtype) return x;
   return record_view(kToDtype, x, raw_to_dtype(x, dtype));
+}
+
+Tensor to_device(const Tensor& x, Device device) {
+  detail::expect_defined("to_device", x, "input");
+  if (x.device() == device) return x;
+  return record_view(kToDevice, x, raw_to_device(x, device),
+                     Attrs{.ints = {static_cast<int64_t>(x.device().type), x.device().index}});
 }
 
 }  // namespace gradus

@@ -27,5 +27,8 @@ Tensor contiguous(const Tensor& x);
 Tensor detach(const Tensor& x);
 // Converts dtype (differentiable: the gradient is converted back).
 Tensor to_dtype(const Tensor& x, DType dtype);
+// A contiguous copy on `device` (x itself when already there). Differentiable: the gradient is
+// copied back to x's device. Host <-> GPU copies synchronise (the host waits for the transfer).
+Tensor to_device(const Tensor& x, Device device);
 
 }  // namespace gradus

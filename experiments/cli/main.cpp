@@ -6,6 +6,8 @@
 //                                                      next-byte cross-entropy of a checkpoint
 //   gradus ops [--json]                                the op registry with backend support
 //   gradus info                                        version, CPU, BLAS, threads, CUDA
+//   gradus verify [SUITE ...]                          the theory checks (experiments/lib/commands.h)
+// Model families add further commands from their own files (register_command).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include "core/allocator.h"
 #include "core/error.h"
 #include "experiments/lib/bench_lm.h"
+#include "experiments/lib/commands.h"
 #include "experiments/lib/lm_job.h"
 #include "experiments/lib/progress.h"
 #include "experiments/lib/mlp_demo.h"
@@ -42,8 +45,26 @@ commands:
   bench lm [--preset small|medium] [--attention KIND] [--device cpu] [--dtype f32]
            [--steps N] [--threads T] [--seed S] [--json]
                    time language-model training steps (forward, backward, AdamW) on random tokens
+  verify [SUITE ...] [suite options]
+                   run the theory checks of each SUITE (default: all), a table per suite; exit
+                   status 1 if any check fails
   help             this text
 )";
+
+std::string usage_text() {
+  std::string out = kUsage;
+  auto commands = gradus::experiments::all_commands();
+  if (!commands.empty()) {
+    out += "\nmodel commands:\n";
+    for (const auto* c : commands) out += "  " + c->usage + "\n";
+  }
+  auto suites = gradus::experiments::all_verify_suites();
+  out += "\nverify suites:";
+  if (suites.empty()) out += " (none in this build)";
+  out += "\n";
+  for (const auto* s : suites) out += fmt::format("  {:<15}{}\n", s->name, s->description);
+  return out;
+}
 
 // Minimal flag reader: --name VALUE pairs after the command.
 struct Flags {
@@ -192,12 +213,47 @@ int cmd_bench(const Flags& f) {
   return 0;
 }
 
+// gradus verify [SUITE ...] [options]: options (arguments starting with "--", and the value after
+// an option that takes one) go to every suite named; unknown suites are an error listing the known.
+int cmd_verify(const std::vector<std::string>& args) {
+  using gradus::experiments::VerifySuite;
+  std::vector<const VerifySuite*> suites;
+  std::vector<std::string> options;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].rfind("--", 0) == 0) {
+      options.push_back(args[i]);
+      if (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0 &&
+          gradus::experiments::find_verify_suite(args[i + 1]) == nullptr)
+        options.push_back(args[++i]);
+      continue;
+    }
+    const VerifySuite* s = gradus::experiments::find_verify_suite(args[i]);
+    if (s == nullptr) {
+      std::vector<std::string> known;
+      for (const auto* k : gradus::experiments::all_verify_suites()) known.push_back(k->name);
+      GRADUS_FAIL("gradus verify", "no suite \"{}\" (known: {})", args[i],
+                  known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", ")));
+    }
+    suites.push_back(s);
+  }
+  if (suites.empty()) suites = gradus::experiments::all_verify_suites();
+  GRADUS_CHECK(!suites.empty(), "gradus verify", "this build has no verify suites");
+  bool ok = true;
+  for (const VerifySuite* s : suites) {
+    std::cout << fmt::format("== verify {}: {}\n", s->name, s->description);
+    const bool passed = s->run(options, std::cout);
+    std::cout << fmt::format("== verify {}: {}\n\n", s->name, passed ? "PASS" : "FAIL");
+    ok = ok && passed;
+  }
+  return ok ? 0 : 1;
+}
+
 int cmd_info(const Flags& f) {
   f.allow({}, {});
-  std::cout << fmt::format("gradus {}\nCPU: {}\nBLAS: {}\nCPU threads: {}\nCUDA backend: {}\n",
+  std::cout << fmt::format("gradus {}\nCPU: {}\nBLAS: {}\nCPU threads: {}\nCUDA: {}\n",
                            GRADUS_VERSION, gradus::kernels::cpu_model(),
                            gradus::kernels::blas_description(), gradus::kernels::cpu_threads(),
-                           gradus::kernels::cuda_built() ? "built" : "not built in this binary");
+                           gradus::kernels::cuda_description());
   return 0;
 }
 
@@ -205,7 +261,7 @@ int cmd_info(const Flags& f) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << kUsage;
+    std::cerr << usage_text();
     return 2;
   }
   std::string cmd = argv[1];
@@ -216,11 +272,13 @@ int main(int argc, char** argv) {
     if (cmd == "ops") return cmd_ops(flags);
     if (cmd == "info") return cmd_info(flags);
     if (cmd == "bench") return cmd_bench(flags);
+    if (cmd == "verify") return cmd_verify(flags.args);
+    if (const auto* c = gradus::experiments::find_command(cmd)) return c->run(flags.args);
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
-      std::cout << kUsage;
+      std::cout << usage_text();
       return 0;
     }
-    std::cerr << fmt::format("gradus: unknown command \"{}\"\n\n{}", cmd, kUsage);
+    std::cerr << fmt::format("gradus: unknown command \"{}\"\n\n{}", cmd, usage_text());
     return 2;
   } catch (const gradus::Error& e) {
     std::cerr << "gradus: error: " << e.what() << "\n";

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -133,11 +134,23 @@ TextDataset load_data(Descriptor& d, const std::string& project_root, std::strin
   return ds;
 }
 
-std::string resolve_device(const std::string& device) {
-  // Validation has rejected "cuda"; "auto" means the CPU until the job runs on CUDA.
-  GRADUS_CHECK(device == "cpu" || device == "auto", "device",
-               "\"{}\": the language-model job runs on the CPU only so far", device);
-  return "cpu";
+// "cpu", "cuda" (an error naming the reason when no GPU is usable) or "auto" (the GPU when one is).
+Device resolve_device(const std::string& device, const char* where) {
+  if (device == "cpu") return kCPU;
+  const bool have_gpu = kernels::cuda_device_count() > 0;
+  if (device == "auto") return have_gpu ? Device{DeviceType::cuda, 0} : kCPU;
+  GRADUS_CHECK(device == "cuda", where, "expected cpu, cuda or auto, found \"{}\"", device);
+  GRADUS_CHECK(have_gpu, where, "\"cuda\" was asked for, but {}; use \"cpu\" or \"auto\"",
+               kernels::cuda_built() ? kernels::cuda_description()
+                                     : "this build has no CUDA backend (configure with "
+                                       "-DGRADUS_CUDA=ON on a machine with the CUDA toolkit)");
+  return Device{DeviceType::cuda, 0};
+}
+
+// Where a batch is used: token ids go to the model's device.
+TokenBatch on_device(TokenBatch batch, Device device) {
+  if (device.is_cpu()) return batch;
+  return TokenBatch{raw_to_device(batch.inputs, device), raw_to_device(batch.targets, device)};
 }
 
 // The differences between two resolved descriptors, as "path (a vs b)".
@@ -173,6 +186,7 @@ WindowLoss evaluate_windows(DecoderLM& lm, SequentialWindows windows, int64_t ma
   windows.reset();
   for (int64_t b = 0; (max_batches <= 0 || b < max_batches) && windows.next(batch); ++b) {
     int64_t n = batch.targets.numel();
+    batch = on_device(std::move(batch), lm.device());
     sum += lm.loss(batch.inputs, batch.targets).item() * static_cast<double>(n);
     out.tokens += n;
     out.windows += batch.targets.size(0);
@@ -215,13 +229,14 @@ LmRunResult run_lm(const LmRunOptions& options, std::ostream& out) {
     GRADUS_CHECK(!options.descriptor_path.empty(), "gradus run", "no descriptor given");
     d = load_descriptor(options.descriptor_path, options.overrides);
   }
-  resolve_device(d.device);
+  const Device device = resolve_device(d.device, "device");
 
   // Everything that can fail on the inputs fails here, before any training.
   std::string corpus_file;
   TextDataset ds = load_data(d, options.project_root, corpus_file);
   Generator init_gen(d.seed);
-  DecoderLM lm(d.model, init_gen);
+  DecoderLM lm(d.model, init_gen);  // initialised on the CPU (same values on every device)
+  lm.to(device);
   std::unique_ptr<Optimizer> opt = make_optimizer(lm, d.train);
   const std::vector<Tensor> params = opt->params();
   LrSchedule schedule{d.train.lr, d.train.min_lr, d.train.warmup_steps, d.train.steps,
@@ -273,8 +288,8 @@ LmRunResult run_lm(const LmRunOptions& options, std::ostream& out) {
   for (int64_t step = st.step; step < total; ++step) {
     const auto step_start = Clock::now();
     const double lr = schedule.at(step);
-    for (ParamGroup& g : opt->param_groups()) g.lr = lr;
-    TokenBatch batch = ds.sample(Split::train, B, T, st.data_gen);
+    for (ParamGroup& g : opt->param_groups()) g.lr = lr * g.lr_scale;
+    TokenBatch batch = on_device(ds.sample(Split::train, B, T, st.data_gen), device);
     opt->zero_grad();
     Tensor loss_t = lm.loss(batch.inputs, batch.targets);
     const double loss = loss_t.item();
@@ -360,7 +375,8 @@ LmRunResult run_lm(const LmRunOptions& options, std::ostream& out) {
                   {"wall_time_s", st.wall_s},
                   {"train_time_s", st.train_s},
                   {"tokens_per_s", st.train_s > 0 ? st.tokens / st.train_s : 0.0},
-                  {"sessions", st.sessions}};
+                  {"sessions", st.sessions},
+                  {"device", device.is_cpu() ? "cpu" : kernels::cuda_description()}};
   write_text_atomic((fs::path(run_dir) / kSummaryFile).string(), summary.dump(2) + "\n");
   out << fmt::format(
       "done: train loss {:.4f}, val loss {:.4f} ({:.4f} bits/byte), best {:.4f} at step {}, {} in "
@@ -380,14 +396,10 @@ json eval_lm(const LmEvalOptions& options) {
   std::string path = options.checkpoint;
   if (fs::is_directory(path)) path = (fs::path(path) / kCheckpointFile).string();
   GRADUS_CHECK(fs::is_regular_file(path), "gradus eval", "no checkpoint at {}", path);
-  GRADUS_CHECK(options.device == "cpu" || options.device == "auto" || options.device == "cuda",
-               "gradus eval", "--device: expected cpu, cuda or auto, found \"{}\"", options.device);
-  GRADUS_CHECK(options.device != "cuda", "gradus eval", "--device cuda: {}",
-               kernels::cuda_built() ? "evaluation runs on the CPU only so far"
-                                     : "this build has no CUDA backend (configure with "
-                                       "-DGRADUS_CUDA=ON on a machine with the CUDA toolkit)");
+  const Device device = resolve_device(options.device, "gradus eval --device");
   std::shared_ptr<DecoderLM> model = load_model(path);  // in eval mode
   DecoderLM& lm = *model;
+  lm.to(device);
   const ModelConfig& config = lm.config();
   const SafetensorsFile file = load_safetensors(path);  // for the metadata
 
@@ -437,7 +449,7 @@ json eval_lm(const LmEvalOptions& options) {
               {"cross_entropy_nats", loss.mean_nats},
               {"bits_per_byte", loss.mean_nats / std::numbers::ln2},
               {"step", step},
-              {"device", "cpu"}};
+              {"device", device.str()}};
 }
 
 }  // namespace gradus::experiments

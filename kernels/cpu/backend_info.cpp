@@ -45,4 +45,9 @@ bool cuda_built() {
 #endif
 }
 
+#ifndef GRADUS_WITH_CUDA
+int cuda_device_count() { return 0; }
+std::string cuda_description() { return "not built in this binary (no nvcc when it was configured)"; }
+#endif
+
 }  // namespace gradus::kernels

@@ -180,6 +180,11 @@ void Module::to(DType dtype) {
 
 void Module::to(Device device) { convert(std::nullopt, device); }
 
+Device Module::device() const {
+  const std::vector<Tensor> params = parameters();
+  return params.empty() ? kCPU : params.front().device();
+}
+
 void ModuleList::throw_wrong_type(size_t i) const {
   GRADUS_FAIL("ModuleList", "item {} is not of the requested module type", i);
 }

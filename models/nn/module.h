@@ -76,6 +76,8 @@ class Module {
   // Call before handing the parameters to an optimiser (its state would keep the old dtype).
   void to(DType dtype);
   void to(Device device);
+  // The device of the first parameter (the CPU for a module without parameters).
+  Device device() const;
 
   // ---- randomness used while running (dropout) ----
   // One generator shared by the whole tree, so a model's dropout state is a single (seed, offset)

@@ -134,6 +134,12 @@ void Optimizer::step() {
   }
 }
 
+void Optimizer::to(Device device) {
+  for (auto& group_state : state_)
+    for (ParamState& st : group_state)
+      for (auto& [name, buffer] : st.buffers) buffer = raw_to_device(buffer, device);
+}
+
 void Optimizer::zero_grad() {
   for (const ParamGroup& g : groups_)
     for (const Tensor& p : g.params) p.zero_grad();

@@ -20,6 +20,9 @@ struct ParamGroup {
   double lr = 1e-3;
   double weight_decay = 0.0;
   std::string name;  // only for messages and readability
+  // For schedules that drive every group from one rate: a group's lr is the scheduled rate times
+  // this (grade parameters of graded transformers learn at 0.1 x). The optimiser never reads it.
+  double lr_scale = 1.0;
 };
 
 // The state of one parameter: its named buffers (created at its first update, in the parameter's
@@ -41,6 +44,9 @@ class Optimizer {
   void step();
   // Drops every parameter's gradient (PyTorch's zero_grad(set_to_none=True)).
   void zero_grad();
+  // Moves every state buffer to `device` (after the model's parameters were moved with
+  // Module::to(device): the parameter handles the groups hold follow the module by themselves).
+  void to(Device device);
 
   // Mutable so that a schedule can change lr; adding parameters to a group is allowed (they get
   // fresh state at their first update).

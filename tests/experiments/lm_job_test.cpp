@@ -16,6 +16,8 @@
 #include "experiments/lib/descriptor.h"
 #include "experiments/lib/run_dir.h"
 #include "models/io/safetensors.h"
+#include "support/cuda.h"
+#include "support/expect_error.h"
 
 namespace gradus::experiments {
 namespace {
@@ -315,5 +317,55 @@ TEST_F(LmJob, InvalidDescriptorFailsBeforeAnyWork) {
   EXPECT_EQ(log_.str(), "");
 }
 
+// ---- on the GPU ----------------------------------------------------------------------------------
+
+TEST_F(LmJob, CudaWithoutAGpuIsAClearErrorBeforeAnyWork) {
+  if (kernels::cuda_device_count() > 0) GTEST_SKIP() << "this machine has a GPU";
+  // Without the backend the descriptor check refuses it; with it, the job does (no GPU).
+  testing::expect_error([&] { run_lm(options({"device=cuda"}), log_); },
+                        {"device", "\"cuda\" was asked for"});
+  EXPECT_TRUE(fs::is_empty(dir_));  // no run directory was made
+}
+
+TEST_F(LmJob, AutoRunsWhereTheGpuIs) {
+  LmRunResult r = run_lm(options({"device=auto", "train.steps=10"}), log_);
+  ASSERT_TRUE(r.completed);
+  const std::string device = r.summary["device"];
+  if (kernels::cuda_device_count() > 0)
+    EXPECT_NE(device, "cpu");
+  else
+    EXPECT_EQ(device, "cpu");
+}
+
+TEST_F(LmJob, TrainsOnCudaAndResumesExactly) {
+  GRADUS_REQUIRE_CUDA();
+  std::vector<std::string> set = {"device=cuda", "train.steps=24", "model.attention_dropout=0.1"};
+  LmRunResult straight = run_lm(options(set), log_);
+  ASSERT_TRUE(straight.completed);
+  std::vector<json> lines = read_jsonl(fs::path(straight.run_dir) / kMetricsFile);
+  ASSERT_GE(lines.size(), 2u);
+  EXPECT_LT(lines.back()["train_loss"].get<double>(), lines.front()["train_loss"].get<double>());
+
+  // Loss within float rounding of the CPU run (same initialisation, data and dropout masks).
+  LmRunResult cpu = run_lm(options({"device=cpu", "train.steps=24", "model.attention_dropout=0.1"}), log_);
+  EXPECT_NEAR(straight.summary["final_train_loss"].get<double>(),
+              cpu.summary["final_train_loss"].get<double>(), 1e-3);
+
+  LmRunOptions first = options(set);
+  first.stop_after_step = 17;
+  LmRunResult killed = run_lm(first, log_);
+  LmRunOptions again;
+  again.resume_dir = killed.run_dir;
+  again.project_root = repo_root().string();
+  LmRunResult resumed = run_lm(again, log_);
+  ASSERT_TRUE(resumed.completed);
+  // Deterministic on the GPU: the resumed run ends bit for bit where the uninterrupted one does.
+  EXPECT_EQ(resumed.summary["final_train_loss"].get<double>(),
+            straight.summary["final_train_loss"].get<double>());
+  EXPECT_EQ(resumed.summary["final_val_loss"].get<double>(),
+            straight.summary["final_val_loss"].get<double>());
+}
+
 }  // namespace
 }  // namespace gradus::experiments
+

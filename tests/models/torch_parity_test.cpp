@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "autodiff/tape.h"
+#include "support/cuda.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/io/safetensors.h"
 #include "models/optim/adam.h"
@@ -116,12 +117,13 @@ Tensor item(const Tensor& batched, int64_t s) {
   return raw_contiguous(raw_squeeze(raw_slice(batched, 0, s, s + 1), 0));
 }
 
-std::shared_ptr<DecoderLM> fixture_model(DType dtype) {
+std::shared_ptr<DecoderLM> fixture_model(DType dtype, Device device = kCPU) {
   const Fixture& f = fixture();
   Generator init(0);
   auto lm = std::make_shared<DecoderLM>(f.config, init);
   load_parameters(*lm, f.weights, "fixture '" + kFixture.string() + "'");
   if (dtype != DType::f32) lm->to(dtype);
+  lm->to(device);
   lm->train();  // as the fixture (no dropout in its config)
   return lm;
 }
@@ -135,7 +137,8 @@ std::vector<Tensor> train_steps(DecoderLM& lm) {
   std::vector<Tensor> losses;
   for (int64_t s = 0; s < steps; ++s) {
     adamw.zero_grad();
-    Tensor loss = lm.loss(item(f.at("train.input_ids"), s), item(f.at("train.targets"), s));
+    Tensor loss = lm.loss(raw_to_device(item(f.at("train.input_ids"), s), lm.device()),
+                          raw_to_device(item(f.at("train.targets"), s), lm.device()));
     backward(loss);
     adamw.step();
     losses.push_back(loss);
@@ -165,26 +168,30 @@ TEST(TorchParity, FixtureDescribesTheModel) {
   EXPECT_EQ(f.weights.size(), lm.named_parameters().size());
 }
 
-TEST(TorchParity, ForwardAndGradientsF32) {
+// The same checks on each device: the CPU always, the GPU where there is one (SKIPPED otherwise).
+void check_forward_and_gradients_f32(Device device) {
   const Fixture& f = fixture();
-  auto lm = fixture_model(DType::f32);
-  Tensor logits = lm->forward(f.at("fixture.input_ids"));
-  Tensor loss = lm->loss(f.at("fixture.input_ids"), f.at("fixture.targets"));
-  fmt::print("f32 forward and backward against PyTorch f32:\n");
+  auto lm = fixture_model(DType::f32, device);
+  const Tensor ids = raw_to_device(f.at("fixture.input_ids"), device);
+  const Tensor targets = raw_to_device(f.at("fixture.targets"), device);
+  Tensor logits = lm->forward(ids);
+  Tensor loss = lm->loss(ids, targets);
+  fmt::print("f32 forward and backward on {} against PyTorch f32:\n", device.str());
   compare_rel("logits", logits, f.at("fixture.logits"), kF32Rel);
   compare_rel("loss", loss, f.at("fixture.loss"), kF32Rel);
   backward(loss);
   for (const auto& [name, p] : lm->named_parameters()) {
     ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_TRUE(p.grad().device() == device) << name;
     compare_rel("grad." + name, p.grad(), f.at("grad." + name), kF32Rel);
   }
 }
 
-TEST(TorchParity, AdamWStepsF32) {
+void check_adamw_steps_f32(Device device) {
   const Fixture& f = fixture();
-  auto lm = fixture_model(DType::f32);
+  auto lm = fixture_model(DType::f32, device);
   std::vector<Tensor> losses = train_steps(*lm);
-  fmt::print("f32 AdamW steps against PyTorch f32:\n");
+  fmt::print("f32 AdamW steps on {} against PyTorch f32:\n", device.str());
   const Tensor want = f.at("train.losses");
   for (int64_t s = 0; s < want.numel(); ++s)
     compare_rel(fmt::format("train.losses[{}]", s), losses[s], item(want, s), kF32Rel);
@@ -196,19 +203,37 @@ TEST(TorchParity, AdamWStepsF32) {
   }
 }
 
-TEST(TorchParity, ForwardAndAdamWStepsF64) {
+void check_forward_and_adamw_steps_f64(Device device) {
   const Fixture& f = fixture();
-  auto lm = fixture_model(DType::f64);
-  fmt::print("f64 forward and AdamW steps against PyTorch f64:\n");
-  compare_rel("logits", lm->forward(f.at("fixture.input_ids")),
+  auto lm = fixture_model(DType::f64, device);
+  const Tensor ids = raw_to_device(f.at("fixture.input_ids"), device);
+  const Tensor targets = raw_to_device(f.at("fixture.targets"), device);
+  fmt::print("f64 forward and AdamW steps on {} against PyTorch f64:\n", device.str());
+  compare_rel("logits", lm->forward(ids),
               f64_reference(f.at("fixture.logits"), f.at("f64.logits_minus_f32")), kF64Rel);
-  compare_rel("loss", lm->loss(f.at("fixture.input_ids"), f.at("fixture.targets")),
-              f.at("f64.loss"), kF64Rel);
+  compare_rel("loss", lm->loss(ids, targets), f.at("f64.loss"), kF64Rel);
   std::vector<Tensor> losses = train_steps(*lm);
   compare_rel("train.losses", stack_scalars(losses, DType::f64), f.at("f64.train.losses"), kF64Rel);
   for (const auto& [name, p] : lm->named_parameters())
     compare_rel("final." + name, p,
                 f64_reference(f.at("final." + name), f.at("f64.final_minus_f32." + name)), kF64Rel);
+}
+
+TEST(TorchParity, ForwardAndGradientsF32) { check_forward_and_gradients_f32(kCPU); }
+TEST(TorchParity, AdamWStepsF32) { check_adamw_steps_f32(kCPU); }
+TEST(TorchParity, ForwardAndAdamWStepsF64) { check_forward_and_adamw_steps_f64(kCPU); }
+
+TEST(TorchParity, ForwardAndGradientsF32OnCuda) {
+  GRADUS_REQUIRE_CUDA();
+  check_forward_and_gradients_f32(testing::kCUDA);
+}
+TEST(TorchParity, AdamWStepsF32OnCuda) {
+  GRADUS_REQUIRE_CUDA();
+  check_adamw_steps_f32(testing::kCUDA);
+}
+TEST(TorchParity, ForwardAndAdamWStepsF64OnCuda) {
+  GRADUS_REQUIRE_CUDA();
+  check_forward_and_adamw_steps_f64(testing::kCUDA);
 }
 
 // --------------------------------------------------------------- PyTorch loads a Gradus checkpoint

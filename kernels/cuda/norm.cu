@@ -1,0 +1,521 @@
+// CUDA RMSNorm and LayerNorm over x: (rows, cols), forward and backward (see kernels/norm.h for the
+// contract; the semantics mirror kernels/cpu/norm.cpp).
+//
+// Row work (statistics, y, grad_x) runs a warp per row for short rows and a block per row
+// otherwise (thread t of a row takes the element groups t, t + threads, ...). The per-row scalars
+// (mean square, variance, 1/sqrt) are finished in double as on the CPU, and the statistics are
+// stored in the element type and read back rounded, so the forward and the backward use the same
+// values. grad_weight / grad_bias are reduced over rows without atomics: a thread per (row chunk,
+// column) sums its chunk (chunks fixed by the row count), then a second kernel adds the chunk sums
+// of each column in a fixed order. Bit-for-bit reproducible.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "core/tensor.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/norm.h"
+
+namespace gradus::cuda {
+namespace {
+
+constexpr int64_t kShortRow = 1024;    // rows up to this long get a warp each
+constexpr int64_t kMinChunkRows = 16;  // parameter gradients: at least this many rows per chunk
+constexpr int64_t kMaxChunks = 256;    // ... and at most this many chunks
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int grid_for(int64_t blocks) { return static_cast<int>(std::clamp<int64_t>(blocks, 1, 1 << 20)); }
+
+// ---- 16-byte loads and stores of element groups ----
+template <class T>
+constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+template <class T>
+struct alignas(16) Pack {
+  T v[kVec<T>];
+};
+__device__ __forceinline__ bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+// Loads p[k0, min(k0 + V, n)) into v in the compute type and returns the count; a full group at a
+// 16-byte aligned p is one vector load (the values are the same either way).
+template <class T>
+__device__ __forceinline__ int load_group(const T* p, int64_t k0, int64_t n, bool aligned,
+                                          acc_t<T>* v) {
+  constexpr int V = kVec<T>;
+  if (aligned && k0 + V <= n) {
+    const Pack<T> pk = *reinterpret_cast<const Pack<T>*>(p + k0);
+#pragma unroll
+    for (int j = 0; j < V; ++j) v[j] = to_acc(pk.v[j]);
+    return V;
+  }
+  const int count = static_cast<int>(n - k0 < V ? n - k0 : V);
+#pragma unroll
+  for (int j = 0; j < V; ++j)
+    if (j < count) v[j] = load(p + k0 + j);
+  return count;
+}
+// Stores v[0, count) to p[k0, k0 + count), one vector store when the group is full and aligned.
+template <class T>
+__device__ __forceinline__ void store_group(T* p, int64_t k0, int count, bool aligned,
+                                            const acc_t<T>* v) {
+  constexpr int V = kVec<T>;
+  if (aligned && count == V) {
+    Pack<T> pk;
+#pragma unroll
+    for (int j = 0; j < V; ++j) pk.v[j] = from_acc<T>(v[j]);
+    *reinterpret_cast<Pack<T>*>(p + k0) = pk;
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j)
+    if (j < count) p[k0 + j] = from_acc<T>(v[j]);
+}
+// v[j] *= w[k0 + j] (w optional: nullptr leaves v as it is).
+template <class T>
+__device__ __forceinline__ void scale_by(const T* w, int64_t k0, int64_t n, bool aligned,
+                                         acc_t<T>* v) {
+  if (w == nullptr) return;
+  acc_t<T> wv[kVec<T>];
+  const int count = load_group(w, k0, n, aligned, wv);
+#pragma unroll
+  for (int j = 0; j < kVec<T>; ++j)
+    if (j < count) v[j] *= wv[j];
+}
+
+template <int kRowThreads, class A>
+__device__ __forceinline__ A row_sum(A v, A* shared) {
+  if constexpr (kRowThreads == 32)
+    return warp_sum(v);
+  else
+    return block_sum(v, shared);
+}
+
+// ---------------------------------------------------------------- RMSNorm
+
+// x, y: (rows, cols); weight: (cols) or nullptr; rstd: (rows).
+// rstd = 1 / sqrt(mean(x^2) + eps) rounded to T; y = (x * rstd) * weight.
+template <int kRowThreads, class T>
+__global__ void __launch_bounds__(kThreads)
+    rms_norm_forward_kernel(const T* x, const T* w, T* y, T* rstd, int64_t rows, int64_t cols,
+                            double inv_cols, double eps) {
+  using A = acc_t<T>;
+  constexpr int V = kVec<T>;
+  __shared__ A shared[32];
+  const int t = threadIdx.x % kRowThreads;
+  const int64_t groups = (cols + V - 1) / V;
+  const bool wa = aligned16(w);
+  constexpr int kRowsPerBlock = kThreads / kRowThreads;
+  // The loop bound is uniform over the block, so every thread reaches the block reductions;
+  // `active` is false for the padding rows of the last block (a whole warp at a time).
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; r0 < rows;
+       r0 += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const int64_t r = r0 + threadIdx.x / kRowThreads;
+    const bool active = r < rows;
+    const T* xr = x + (active ? r : 0) * cols;
+    T* yr = y + (active ? r : 0) * cols;
+    const bool xa = aligned16(xr), ya = aligned16(yr);
+    A v[V];
+    A ss = A(0);
+    if (active)
+      for (int64_t g = t; g < groups; g += kRowThreads) {
+        const int count = load_group(xr, g * V, cols, xa, v);
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if (j < count) ss += v[j] * v[j];
+      }
+    ss = row_sum<kRowThreads>(ss, shared);
+    const T rs_t = from_acc<T>(1.0 / sqrt(static_cast<double>(ss) * inv_cols + eps));
+    if (!active) continue;
+    if (t == 0) rstd[r] = rs_t;
+    const A rs = to_acc(rs_t);
+    for (int64_t g = t; g < groups; g += kRowThreads) {
+      const int count = load_group(xr, g * V, cols, xa, v);
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] *= rs;
+      scale_by(w, g * V, cols, wa, v);
+      store_group(yr, g * V, count, ya, v);
+    }
+  }
+}
+
+// With xhat = x * rstd and g = grad_y * weight: grad_x = rstd * (g - xhat * mean(g * xhat)).
+// x, grad_y, grad_x: (rows, cols); weight: (cols) or nullptr; rstd: (rows).
+template <int kRowThreads, class T>
+__global__ void __launch_bounds__(kThreads)
+    rms_norm_backward_kernel(const T* x, const T* w, const T* rstd, const T* gy, T* gx,
+                             int64_t rows, int64_t cols, double inv_cols) {
+  using A = acc_t<T>;
+  constexpr int V = kVec<T>;
+  __shared__ A shared[32];
+  const int t = threadIdx.x % kRowThreads;
+  const int64_t groups = (cols + V - 1) / V;
+  const bool wa = aligned16(w);
+  constexpr int kRowsPerBlock = kThreads / kRowThreads;
+  // The loop bound is uniform over the block, so every thread reaches the block reductions;
+  // `active` is false for the padding rows of the last block (a whole warp at a time).
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; r0 < rows;
+       r0 += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const int64_t r = r0 + threadIdx.x / kRowThreads;
+    const bool active = r < rows;
+    const int64_t off = (active ? r : 0) * cols;
+    const T* xr = x + off;
+    const T* gyr = gy + off;
+    T* gxr = gx + off;
+    const bool xa = aligned16(xr), ga = aligned16(gyr), gxa = aligned16(gxr);
+    const A rs = active ? load(rstd + r) : A(0);
+    A xv[V], gv[V];
+    A d = A(0);
+    if (active)
+      for (int64_t g = t; g < groups; g += kRowThreads) {
+        const int count = load_group(xr, g * V, cols, xa, xv);
+        load_group(gyr, g * V, cols, ga, gv);
+        scale_by(w, g * V, cols, wa, gv);
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if (j < count) d += gv[j] * (xv[j] * rs);
+      }
+    d = row_sum<kRowThreads>(d, shared);
+    if (!active) continue;
+    const A md = static_cast<A>(static_cast<double>(d) * inv_cols);
+    for (int64_t g = t; g < groups; g += kRowThreads) {
+      const int count = load_group(xr, g * V, cols, xa, xv);
+      load_group(gyr, g * V, cols, ga, gv);
+      scale_by(w, g * V, cols, wa, gv);
+#pragma unroll
+      for (int j = 0; j < V; ++j) gv[j] = rs * (gv[j] - (xv[j] * rs) * md);
+      store_group(gxr, g * V, count, gxa, gv);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- LayerNorm
+
+// x, y: (rows, cols); weight, bias: (cols) or nullptr; mean, rstd: (rows). Two passes (mean, then
+// the mean square deviation from it); y = ((x - mean) * rstd) * weight + bias with mean and rstd
+// rounded to T, as the backward reads them.
+template <int kRowThreads, class T>
+__global__ void __launch_bounds__(kThreads)
+    layer_norm_forward_kernel(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd,
+                              int64_t rows, int64_t cols, double inv_cols, double eps) {
+  using A = acc_t<T>;
+  constexpr int V = kVec<T>;
+  __shared__ A shared[32];
+  const int t = threadIdx.x % kRowThreads;
+  const int64_t groups = (cols + V - 1) / V;
+  const bool wa = aligned16(w), ba = aligned16(b);
+  constexpr int kRowsPerBlock = kThreads / kRowThreads;
+  // The loop bound is uniform over the block, so every thread reaches the block reductions;
+  // `active` is false for the padding rows of the last block (a whole warp at a time).
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; r0 < rows;
+       r0 += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const int64_t r = r0 + threadIdx.x / kRowThreads;
+    const bool active = r < rows;
+    const T* xr = x + (active ? r : 0) * cols;
+    T* yr = y + (active ? r : 0) * cols;
+    const bool xa = aligned16(xr), ya = aligned16(yr);
+    A v[V];
+    A s = A(0);
+    if (active)
+      for (int64_t g = t; g < groups; g += kRowThreads) {
+        const int count = load_group(xr, g * V, cols, xa, v);
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if (j < count) s += v[j];
+      }
+    s = row_sum<kRowThreads>(s, shared);
+    const double mu = static_cast<double>(s) * inv_cols;
+    const A mu_a = static_cast<A>(mu);
+    A ss = A(0);
+    if (active)
+      for (int64_t g = t; g < groups; g += kRowThreads) {
+        const int count = load_group(xr, g * V, cols, xa, v);
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if (j < count) ss += (v[j] - mu_a) * (v[j] - mu_a);
+      }
+    ss = row_sum<kRowThreads>(ss, shared);
+    const T m_t = from_acc<T>(mu);
+    const T rs_t = from_acc<T>(1.0 / sqrt(static_cast<double>(ss) * inv_cols + eps));
+    if (!active) continue;
+    if (t == 0) {
+      mean[r] = m_t;
+      rstd[r] = rs_t;
+    }
+    const A m = to_acc(m_t), rs = to_acc(rs_t);
+    for (int64_t g = t; g < groups; g += kRowThreads) {
+      const int count = load_group(xr, g * V, cols, xa, v);
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = (v[j] - m) * rs;
+      scale_by(w, g * V, cols, wa, v);
+      if (b != nullptr) {
+        A bv[V];
+        load_group(b, g * V, cols, ba, bv);
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if (j < count) v[j] += bv[j];
+      }
+      store_group(yr, g * V, count, ya, v);
+    }
+  }
+}
+
+// With xhat = (x - mean) * rstd and g = grad_y * weight:
+//   grad_x = rstd * (g - mean(g) - xhat * mean(g * xhat)).
+// x, grad_y, grad_x: (rows, cols); weight: (cols) or nullptr; mean, rstd: (rows).
+template <int kRowThreads, class T>
+__global__ void __launch_bounds__(kThreads)
+    layer_norm_backward_kernel(const T* x, const T* w, const T* mean, const T* rstd, const T* gy,
+                               T* gx, int64_t rows, int64_t cols, double inv_cols) {
+  using A = acc_t<T>;
+  constexpr int V = kVec<T>;
+  __shared__ A shared[32];
+  const int t = threadIdx.x % kRowThreads;
+  const int64_t groups = (cols + V - 1) / V;
+  const bool wa = aligned16(w);
+  constexpr int kRowsPerBlock = kThreads / kRowThreads;
+  // The loop bound is uniform over the block, so every thread reaches the block reductions;
+  // `active` is false for the padding rows of the last block (a whole warp at a time).
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; r0 < rows;
+       r0 += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const int64_t r = r0 + threadIdx.x / kRowThreads;
+    const bool active = r < rows;
+    const int64_t off = (active ? r : 0) * cols;
+    const T* xr = x + off;
+    const T* gyr = gy + off;
+    T* gxr = gx + off;
+    const bool xa = aligned16(xr), ga = aligned16(gyr), gxa = aligned16(gxr);
+    const A m = active ? load(mean + r) : A(0), rs = active ? load(rstd + r) : A(0);
+    A xv[V], gv[V];
+    A sg = A(0), sgx = A(0);
+    if (active)
+      for (int64_t g = t; g < groups; g += kRowThreads) {
+        const int count = load_group(xr, g * V, cols, xa, xv);
+        load_group(gyr, g * V, cols, ga, gv);
+        scale_by(w, g * V, cols, wa, gv);
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if (j < count) {
+            sg += gv[j];
+            sgx += gv[j] * ((xv[j] - m) * rs);
+          }
+      }
+    sg = row_sum<kRowThreads>(sg, shared);
+    sgx = row_sum<kRowThreads>(sgx, shared);
+    if (!active) continue;
+    const A mg = static_cast<A>(static_cast<double>(sg) * inv_cols);
+    const A mgx = static_cast<A>(static_cast<double>(sgx) * inv_cols);
+    for (int64_t g = t; g < groups; g += kRowThreads) {
+      const int count = load_group(xr, g * V, cols, xa, xv);
+      load_group(gyr, g * V, cols, ga, gv);
+      scale_by(w, g * V, cols, wa, gv);
+#pragma unroll
+      for (int j = 0; j < V; ++j) gv[j] = rs * (gv[j] - mg - ((xv[j] - m) * rs) * mgx);
+      store_group(gxr, g * V, count, gxa, gv);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- weight / bias gradients
+
+// x, grad_y: (rows, cols); mean: (rows) or nullptr (RMSNorm: xhat = x * rstd); rstd: (rows).
+// partial_w, partial_b (each nullptr when not wanted): (chunks, cols), the sums over the rows
+// [b * chunk_rows, (b + 1) * chunk_rows) of grad_y * xhat and of grad_y. One thread per
+// (chunk, column), walking its rows in order; neighbouring threads on neighbouring columns.
+template <class T>
+__global__ void norm_param_partials_kernel(const T* x, const T* mean, const T* rstd, const T* gy,
+                                           acc_t<T>* partial_w, acc_t<T>* partial_b, int64_t rows,
+                                           int64_t cols, int64_t chunk_rows, int64_t chunks) {
+  using A = acc_t<T>;
+  GRADUS_CUDA_LOOP(u, chunks * cols) {
+    const int64_t c = u % cols, r0 = (u / cols) * chunk_rows;
+    const int64_t r1 = rows < r0 + chunk_rows ? rows : r0 + chunk_rows;
+    A sw = A(0), sb = A(0);
+#pragma unroll 4
+    for (int64_t r = r0; r < r1; ++r) {
+      const A g = load(gy + r * cols + c);
+      if (partial_w != nullptr) {
+        const A xv = load(x + r * cols + c), rs = load(rstd + r);
+        const A xhat = mean != nullptr ? (xv - load(mean + r)) * rs : xv * rs;
+        sw += g * xhat;
+      }
+      sb += g;
+    }
+    if (partial_w != nullptr) partial_w[u] = sw;
+    if (partial_b != nullptr) partial_b[u] = sb;
+  }
+}
+
+// partial: (chunks, cols) -> out: (cols). A block takes 32 columns; its 8 warps sum chunks
+// w, w + 8, ... of each column, then the 8 sums are added in warp order (a fixed order; no
+// atomics). chunks == 0 (no rows) writes zeros.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    sum_chunks_kernel(const acc_t<T>* partial, T* out, int64_t chunks, int64_t cols) {
+  using A = acc_t<T>;
+  constexpr int kWarps = kThreads / 32;
+  __shared__ A shared[kWarps][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t c0 = static_cast<int64_t>(blockIdx.x) * 32; c0 < cols;
+       c0 += static_cast<int64_t>(gridDim.x) * 32) {
+    const int64_t c = c0 + lane;
+    A s = A(0);
+    if (c < cols)
+      for (int64_t b = warp; b < chunks; b += kWarps) s += partial[b * cols + c];
+    shared[warp][lane] = s;
+    __syncthreads();
+    if (warp == 0 && c < cols) {
+      A total = shared[0][lane];
+#pragma unroll
+      for (int k = 1; k < kWarps; ++k) total += shared[k][lane];
+      out[c] = from_acc<T>(total);
+    }
+    __syncthreads();
+  }
+}
+
+template <class A>
+constexpr DType acc_dtype() {
+  return std::is_same_v<A, double> ? DType::f64 : DType::f32;
+}
+
+// grad_weight = sum over rows of grad_y * xhat, grad_bias = sum over rows of grad_y (either may be
+// nullptr). The row chunks depend on the row count alone.
+template <class T>
+void param_grads(const T* x, const T* mean, const T* rstd, const T* gy, T* gw, T* gb, int64_t rows,
+                 int64_t cols, const char* name) {
+  using A = acc_t<T>;
+  if (cols == 0 || (gw == nullptr && gb == nullptr)) return;
+  const int64_t chunk_rows = std::max(kMinChunkRows, ceil_div(rows, kMaxChunks));
+  const int64_t chunks = ceil_div(rows, chunk_rows);
+  // Stream-ordered caching allocator: the buffers may be released right after the launches.
+  const Shape shape{std::max<int64_t>(chunks * cols, 1)};
+  const Device gpu{DeviceType::cuda, 0};
+  Tensor hold_w, hold_b;
+  A* pw = nullptr;
+  A* pb = nullptr;
+  if (gw != nullptr) {
+    hold_w = Tensor::empty(shape, acc_dtype<A>(), gpu);
+    pw = static_cast<A*>(hold_w.raw_data());
+  }
+  if (gb != nullptr) {
+    hold_b = Tensor::empty(shape, acc_dtype<A>(), gpu);
+    pb = static_cast<A*>(hold_b.raw_data());
+  }
+  if (chunks > 0) {
+    norm_param_partials_kernel<T><<<elementwise_blocks(chunks * cols), kThreads, 0, stream()>>>(
+        x, mean, rstd, gy, pw, pb, rows, cols, chunk_rows, chunks);
+    GRADUS_CUDA_CHECK_LAUNCH(name);
+  }
+  if (gw != nullptr) {
+    sum_chunks_kernel<T>
+        <<<grid_for(ceil_div(cols, 32)), kThreads, 0, stream()>>>(pw, gw, chunks, cols);
+    GRADUS_CUDA_CHECK_LAUNCH(name);
+  }
+  if (gb != nullptr) {
+    sum_chunks_kernel<T>
+        <<<grid_for(ceil_div(cols, 32)), kThreads, 0, stream()>>>(pb, gb, chunks, cols);
+    GRADUS_CUDA_CHECK_LAUNCH(name);
+  }
+}
+
+double inverse_cols(int64_t cols) { return 1.0 / static_cast<double>(std::max<int64_t>(cols, 1)); }
+
+// ---------------------------------------------------------------- entry points
+
+template <class T>
+void rms_norm_forward(const void* x_, const void* w_, void* y_, void* rstd_, int64_t rows,
+                      int64_t cols, double eps) {
+  if (rows == 0) return;  // cols == 0 still writes each row's rstd (1 / sqrt(eps)), as the CPU
+  const T* x = static_cast<const T*>(x_);
+  const T* w = static_cast<const T*>(w_);
+  T* y = static_cast<T*>(y_);
+  T* rstd = static_cast<T*>(rstd_);
+  const double inv_cols = inverse_cols(cols);
+  if (cols <= kShortRow)
+    rms_norm_forward_kernel<32, T>
+        <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(x, w, y, rstd, rows,
+                                                                             cols, inv_cols, eps);
+  else
+    rms_norm_forward_kernel<kThreads, T>
+        <<<grid_for(rows), kThreads, 0, stream()>>>(x, w, y, rstd, rows, cols, inv_cols, eps);
+  GRADUS_CUDA_CHECK_LAUNCH("rms_norm_forward");
+}
+
+template <class T>
+void rms_norm_backward(const void* x_, const void* w_, const void* rstd_, const void* gy_,
+                       void* gx_, void* gw_, int64_t rows, int64_t cols) {
+  const T* x = static_cast<const T*>(x_);
+  const T* w = static_cast<const T*>(w_);
+  const T* rstd = static_cast<const T*>(rstd_);
+  const T* gy = static_cast<const T*>(gy_);
+  T* gx = static_cast<T*>(gx_);
+  const double inv_cols = inverse_cols(cols);
+  if (gx != nullptr && rows * cols > 0) {
+    if (cols <= kShortRow)
+      rms_norm_backward_kernel<32, T>
+          <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(
+              x, w, rstd, gy, gx, rows, cols, inv_cols);
+    else
+      rms_norm_backward_kernel<kThreads, T>
+          <<<grid_for(rows), kThreads, 0, stream()>>>(x, w, rstd, gy, gx, rows, cols, inv_cols);
+    GRADUS_CUDA_CHECK_LAUNCH("rms_norm_backward");
+  }
+  param_grads<T>(x, nullptr, rstd, gy, static_cast<T*>(gw_), nullptr, rows, cols,
+                 "rms_norm_backward");
+}
+
+template <class T>
+void layer_norm_forward(const void* x_, const void* w_, const void* b_, void* y_, void* mean_,
+                        void* rstd_, int64_t rows, int64_t cols, double eps) {
+  if (rows == 0) return;  // cols == 0 still writes each row's mean (0) and rstd, as the CPU
+  const T* x = static_cast<const T*>(x_);
+  const T* w = static_cast<const T*>(w_);
+  const T* b = static_cast<const T*>(b_);
+  T* y = static_cast<T*>(y_);
+  T* mean = static_cast<T*>(mean_);
+  T* rstd = static_cast<T*>(rstd_);
+  const double inv_cols = inverse_cols(cols);
+  if (cols <= kShortRow)
+    layer_norm_forward_kernel<32, T>
+        <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(
+            x, w, b, y, mean, rstd, rows, cols, inv_cols, eps);
+  else
+    layer_norm_forward_kernel<kThreads, T><<<grid_for(rows), kThreads, 0, stream()>>>(
+        x, w, b, y, mean, rstd, rows, cols, inv_cols, eps);
+  GRADUS_CUDA_CHECK_LAUNCH("layer_norm_forward");
+}
+
+template <class T>
+void layer_norm_backward(const void* x_, const void* w_, const void* mean_, const void* rstd_,
+                         const void* gy_, void* gx_, void* gw_, void* gb_, int64_t rows,
+                         int64_t cols) {
+  const T* x = static_cast<const T*>(x_);
+  const T* w = static_cast<const T*>(w_);
+  const T* mean = static_cast<const T*>(mean_);
+  const T* rstd = static_cast<const T*>(rstd_);
+  const T* gy = static_cast<const T*>(gy_);
+  T* gx = static_cast<T*>(gx_);
+  const double inv_cols = inverse_cols(cols);
+  if (gx != nullptr && rows * cols > 0) {
+    if (cols <= kShortRow)
+      layer_norm_backward_kernel<32, T>
+          <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(
+              x, w, mean, rstd, gy, gx, rows, cols, inv_cols);
+    else
+      layer_norm_backward_kernel<kThreads, T><<<grid_for(rows), kThreads, 0, stream()>>>(
+          x, w, mean, rstd, gy, gx, rows, cols, inv_cols);
+    GRADUS_CUDA_CHECK_LAUNCH("layer_norm_backward");
+  }
+  param_grads<T>(x, mean, rstd, gy, static_cast<T*>(gw_), static_cast<T*>(gb_), rows, cols,
+                 "layer_norm_backward");
+}
+
+}  // namespace
+
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kRmsNormForward, rms_norm_forward);
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kRmsNormBackward, rms_norm_backward);
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kLayerNormForward, layer_norm_forward);
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kLayerNormBackward, layer_norm_backward);
+
+}  // namespace gradus::cuda

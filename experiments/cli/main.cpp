@@ -37,12 +37,12 @@ commands:
                    then be left out)
   run [--steps N] [--seed S] [--threads T] [--lr LR]
                    without a descriptor: an MLP fitting y = x sin(3x), loss printed as it falls
-  eval CHECKPOINT [--text FILE] [--context N] [--device cpu] [--threads T]
+  eval CHECKPOINT [--text FILE] [--context N] [--device cpu|cuda|auto] [--threads T]
                    mean next-byte cross-entropy and bits per byte of a checkpoint (or run
                    directory) over FILE, default the run's validation split, as one JSON object
   ops [--json]     list every op with its CPU/CUDA forward and backward support per dtype
   info             version, CPU, BLAS library, thread count, CUDA backend
-  bench lm [--preset small|medium] [--attention KIND] [--device cpu] [--dtype f32]
+  bench lm [--preset small|medium] [--attention KIND] [--device cpu|cuda] [--dtype f32]
            [--steps N] [--threads T] [--seed S] [--json]
                    time language-model training steps (forward, backward, AdamW) on random tokens
   verify [SUITE ...] [suite options]

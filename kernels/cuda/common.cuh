@@ -1,5 +1,6 @@
 // Shared device code for the CUDA kernels: element types and their compute types, conversions,
-// warp and block reductions in a fixed order, and the registration macro.
+// device math in the compute type, 16-byte element groups, warp / block / row reductions in a fixed
+// order, launch-size helpers, and the registration macro.
 //
 // Compute types: f32 and bf16 compute in float, f64 in double. bf16 is loaded, converted to float,
 // computed, and rounded once when stored (round to nearest even), so a bf16 kernel differs from the
@@ -8,7 +9,9 @@
 
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/runtime.h"
 #include "kernels/registry.h"
@@ -16,6 +19,9 @@
 namespace gradus::cuda {
 
 using bf16 = __nv_bfloat16;
+
+// The GPU every CUDA kernel runs on (workspaces are allocated there).
+inline constexpr Device kGPU{DeviceType::cuda, 0};
 
 template <class T> struct ComputeType { using type = float; };
 template <> struct ComputeType<double> { using type = double; };
@@ -32,6 +38,64 @@ template <class T> __device__ __forceinline__ acc_t<T> to_acc(T v) {
 template <class T, class A> __device__ __forceinline__ T from_acc(A v) {
   if constexpr (std::is_same_v<T, bf16>) return __float2bfloat16_rn(static_cast<float>(v));
   else return static_cast<T>(v);
+}
+
+// The DType of a compute type (workspaces kept in it).
+template <class A> constexpr DType acc_dtype() {
+  return std::is_same_v<A, double> ? DType::f64 : DType::f32;
+}
+
+// ---- device math in the compute type (float or double) ----
+__device__ __forceinline__ float dexp(float v) { return expf(v); }
+__device__ __forceinline__ double dexp(double v) { return exp(v); }
+__device__ __forceinline__ float dlog(float v) { return logf(v); }
+__device__ __forceinline__ double dlog(double v) { return log(v); }
+__device__ __forceinline__ float dpow(float a, float b) { return powf(a, b); }
+__device__ __forceinline__ double dpow(double a, double b) { return pow(a, b); }
+
+// ---- 16-byte element groups ----
+// V consecutive elements moved by one access; the default V = kVec<T> makes it 16 bytes.
+template <class T> constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+template <class T, int V = kVec<T>> struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+// Vector accesses need the actual pointer aligned: a view's data may start at any element.
+__host__ __device__ __forceinline__ bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+// Loads p[k0, min(k0 + V, n)) into v in the compute type and returns the count. A full group at a
+// 16-byte aligned p is one vector load; the values (and so every result) are the same either way.
+template <class T>
+__device__ __forceinline__ int load_group(const T* p, int64_t k0, int64_t n, bool aligned,
+                                          acc_t<T>* v) {
+  constexpr int V = kVec<T>;
+  if (aligned && k0 + V <= n) {
+    const Pack<T> pk = *reinterpret_cast<const Pack<T>*>(p + k0);
+#pragma unroll
+    for (int j = 0; j < V; ++j) v[j] = to_acc(pk.v[j]);
+    return V;
+  }
+  const int count = static_cast<int>(n - k0 < V ? n - k0 : V);
+#pragma unroll
+  for (int j = 0; j < V; ++j)
+    if (j < count) v[j] = load(p + k0 + j);
+  return count;
+}
+// Stores v[0, count) to p[k0, k0 + count), one vector store when the group is full and aligned.
+template <class T>
+__device__ __forceinline__ void store_group(T* p, int64_t k0, int count, bool aligned,
+                                            const acc_t<T>* v) {
+  constexpr int V = kVec<T>;
+  if (aligned && count == V) {
+    Pack<T> pk;
+#pragma unroll
+    for (int j = 0; j < V; ++j) pk.v[j] = from_acc<T>(v[j]);
+    *reinterpret_cast<Pack<T>*>(p + k0) = pk;
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j)
+    if (j < count) p[k0 + j] = from_acc<T>(v[j]);
 }
 
 // Sum over the 32 lanes of a warp by a butterfly: every lane gets the same value, and the order of
@@ -58,7 +122,7 @@ template <class A> __device__ A block_sum(A v, A* shared) {
   v = lane < warps ? shared[lane] : A(0);
   return warp_sum(v);
 }
-// Block-wide maximum (NaN-propagating as fmax is not: callers that need NaN handle it apart).
+// Block-wide maximum ignoring NaN (fmax); callers that need NaN to propagate handle it apart.
 template <class A> __device__ A block_max(A v, A* shared) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   v = warp_max(v);
@@ -67,6 +131,25 @@ template <class A> __device__ A block_max(A v, A* shared) {
   __syncthreads();
   v = lane < warps ? shared[lane] : A(-INFINITY);
   return warp_max(v);
+}
+
+// Sum / maximum over the threads of one row: a warp (kRowThreads == 32) or the whole block (every
+// thread of the block must call it). The maximum ignores NaN (fmax).
+template <int kRowThreads, class A> __device__ __forceinline__ A row_sum(A v, A* shared) {
+  if constexpr (kRowThreads == 32) return warp_sum(v);
+  else return block_sum(v, shared);
+}
+template <int kRowThreads, class A> __device__ __forceinline__ A row_max(A v, A* shared) {
+  if constexpr (kRowThreads == 32) return warp_max(v);
+  else return block_max(v, shared);
+}
+
+// ---- launch sizes ----
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// A grid of `blocks` blocks, at least 1 (a launch of 0 blocks is an error) and at most 2^20 (the
+// kernels using it loop over what a capped grid leaves).
+inline int grid_for(int64_t blocks) {
+  return static_cast<int>(std::clamp<int64_t>(blocks, 1, int64_t{1} << 20));
 }
 
 // Grid-stride loop over [0, n).

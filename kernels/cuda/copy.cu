@@ -9,17 +9,10 @@
 #include "core/tensor.h"
 #include "kernels/copy.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/strided.cuh"
 
 namespace gradus::cuda {
 namespace {
-
-constexpr int kMaxDims = 12;
-struct StridedLayout {
-  int ndim = 0;
-  int64_t shape[kMaxDims];
-  int64_t dst_strides[kMaxDims];
-  int64_t src_strides[kMaxDims];
-};
 
 template <class D, class S> __device__ __forceinline__ D convert(S s) {
   if constexpr (std::is_same_v<D, S>) return s;
@@ -28,18 +21,14 @@ template <class D, class S> __device__ __forceinline__ D convert(S s) {
   else return static_cast<D>(s);
 }
 
-// dst, src: (...) = layout.shape, any strides; one thread per element of dst (row-major order).
+// dst, src: (...) = layout's shape; operand 0 = dst, 1 = src, any strides; one thread per element
+// of dst (row-major order).
 template <class D, class S>
-__global__ void strided_copy_kernel(D* dst, const S* src, int64_t n, StridedLayout layout) {
+__global__ void strided_copy_kernel(D* dst, const S* src, int64_t n, Layout<2> layout) {
   GRADUS_CUDA_LOOP(i, n) {
-    int64_t rest = i, od = 0, os = 0;
-    for (int d = layout.ndim - 1; d >= 0; --d) {
-      const int64_t idx = rest % layout.shape[d];
-      rest /= layout.shape[d];
-      od += idx * layout.dst_strides[d];
-      os += idx * layout.src_strides[d];
-    }
-    dst[od] = convert<D, S>(src[os]);
+    int64_t off[2];
+    offsets(layout, i, off);
+    dst[off[0]] = convert<D, S>(src[off[1]]);
   }
 }
 
@@ -48,15 +37,12 @@ template <class D, class S> __global__ void convert_kernel(D* dst, const S* src,
   GRADUS_CUDA_LOOP(i, n) dst[i] = convert<D, S>(src[i]);
 }
 
-// dst: (...) any strides.
-template <class T> __global__ void fill_kernel(T* dst, int64_t n, StridedLayout layout, T value) {
+// dst: (...) = layout's shape, any strides.
+template <class T> __global__ void fill_kernel(T* dst, int64_t n, Layout<1> layout, T value) {
   GRADUS_CUDA_LOOP(i, n) {
-    int64_t rest = i, od = 0;
-    for (int d = layout.ndim - 1; d >= 0; --d) {
-      od += (rest % layout.shape[d]) * layout.dst_strides[d];
-      rest /= layout.shape[d];
-    }
-    dst[od] = value;
+    int64_t off[1];
+    offsets(layout, i, off);
+    dst[off[0]] = value;
   }
 }
 template <class T> __global__ void fill_contiguous_kernel(T* dst, int64_t n, T value) {
@@ -73,19 +59,6 @@ template <class Fn> void dispatch_dtype(DType t, const char* op, Fn&& fn) {
   GRADUS_FAIL(op, "unknown dtype {}", static_cast<int>(t));
 }
 
-StridedLayout make_layout(const Tensor& dst, const Tensor* src, const char* op) {
-  StridedLayout l;
-  GRADUS_CHECK(dst.dim() <= kMaxDims, op, "{} has {} axes; the CUDA backend handles at most {}",
-               dst.describe(), dst.dim(), kMaxDims);
-  l.ndim = static_cast<int>(dst.dim());
-  for (int d = 0; d < l.ndim; ++d) {
-    l.shape[d] = dst.shape()[d];
-    l.dst_strides[d] = dst.strides()[d];
-    l.src_strides[d] = src ? src->strides()[d] : 0;
-  }
-  return l;
-}
-
 // dst, src: same shape, both on the GPU, any strides and dtypes.
 void device_copy(const Tensor& dst, const Tensor& src) {
   const int64_t n = dst.numel();
@@ -95,8 +68,11 @@ void device_copy(const Tensor& dst, const Tensor& src) {
                                       cudaMemcpyDeviceToDevice, stream()));
     return;
   }
+  // Contiguous operands need no layout (so no limit on their axis count); strided ones get their
+  // axes merged where the strides allow.
   const bool flat = dst.is_contiguous() && src.is_contiguous();
-  const StridedLayout layout = make_layout(dst, &src, "copy");
+  const Layout<2> layout =
+      flat ? Layout<2>{} : make_layout<2>(dst.shape(), {&dst.strides(), &src.strides()}, "copy");
   dispatch_dtype(dst.dtype(), "copy", [&](auto dz) {
     dispatch_dtype(src.dtype(), "copy", [&](auto sz) {
       using D = decltype(dz);
@@ -219,7 +195,8 @@ void fill_hook(const Tensor& dst, double value) {
     if (dst.is_contiguous())
       fill_contiguous_kernel<T><<<elementwise_blocks(n), kThreads, 0, stream()>>>(d, n, v);
     else
-      fill_kernel<T><<<elementwise_blocks(n), kThreads, 0, stream()>>>(d, n, make_layout(dst, nullptr, "fill"), v);
+      fill_kernel<T><<<elementwise_blocks(n), kThreads, 0, stream()>>>(
+          d, n, make_layout<1>(dst.shape(), {&dst.strides()}, "fill"), v);
     GRADUS_CUDA_CHECK_LAUNCH("fill");
   });
 }

@@ -1,20 +1,14 @@
 // CUDA binary elementwise kernels (see kernels/elementwise.h for the conventions; the rules mirror
 // kernels/cpu/elementwise_binary.cpp). Each op is a template parameter, so its body is folded into
 // the kernel; a and b may be any strided views (stride 0 on broadcast axes), outputs are contiguous.
-#include <array>
-
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/strided.cuh"
 #include "kernels/elementwise.h"
 
 namespace gradus::cuda {
 namespace {
 
 using kernels::BinaryOp;
-
-__device__ __forceinline__ float dpow(float a, float b) { return powf(a, b); }
-__device__ __forceinline__ double dpow(double a, double b) { return pow(a, b); }
-__device__ __forceinline__ float dlog(float v) { return logf(v); }
-__device__ __forceinline__ double dlog(double v) { return log(v); }
 
 template <BinaryOp Op, class A> __device__ __forceinline__ A forward_op(A x, A y) {
   if constexpr (Op == BinaryOp::add) return x + y;
@@ -57,77 +51,6 @@ template <BinaryOp Op, class A> __device__ __forceinline__ void backward_op(A x,
     db = (x == A(0) && y >= A(0)) ? A(0) : go * dpow(x, y) * dlog(x);
   }
 }
-
-// ---- layouts ----
-constexpr int kMaxDims = 12;
-// K operands sharing one logical shape, each with its own element strides (0 on broadcast axes).
-template <int K> struct Layout {
-  int ndim = 0;
-  int64_t shape[kMaxDims];
-  int64_t strides[K][kMaxDims];
-};
-
-// Drops size-1 axes and merges axes that are contiguous for every operand (as core/strided_loop.h
-// does), so a contiguous operand set becomes one axis of stride 1 and a broadcast scalar one of 0.
-template <int K>
-Layout<K> make_layout(const Shape& shape, const std::array<const Strides*, K>& strides, const char* op) {
-  Layout<K> l;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = l.ndim > 0;
-    for (int k = 0; k < K && merge; ++k)
-      merge = l.strides[k][l.ndim - 1] == (*strides[k])[d] * shape[d];
-    if (merge) {
-      l.shape[l.ndim - 1] *= shape[d];
-      for (int k = 0; k < K; ++k) l.strides[k][l.ndim - 1] = (*strides[k])[d];
-      continue;
-    }
-    GRADUS_CHECK(l.ndim < kMaxDims, op, "shape {} has more than {} non-mergeable axes",
-                 shape_str(shape), kMaxDims);
-    l.shape[l.ndim] = shape[d];
-    for (int k = 0; k < K; ++k) l.strides[k][l.ndim] = (*strides[k])[d];
-    ++l.ndim;
-  }
-  if (l.ndim == 0) {  // a scalar or all size-1 axes: one element
-    l.ndim = 1;
-    l.shape[0] = 1;
-    for (int k = 0; k < K; ++k) l.strides[k][0] = 0;
-  }
-  return l;
-}
-
-template <int K> bool all_unit_stride(const Layout<K>& l) {
-  if (l.ndim != 1) return false;
-  for (int k = 0; k < K; ++k)
-    if (l.strides[k][0] != 1) return false;
-  return true;
-}
-
-// Element offsets of row-major element i for every operand; one axis (contiguous or a broadcast
-// scalar) needs no division.
-template <int K> __device__ __forceinline__ void offsets(const Layout<K>& l, int64_t i, int64_t (&off)[K]) {
-  if (l.ndim == 1) {
-#pragma unroll
-    for (int k = 0; k < K; ++k) off[k] = i * l.strides[k][0];
-    return;
-  }
-#pragma unroll
-  for (int k = 0; k < K; ++k) off[k] = 0;
-  for (int d = l.ndim - 1; d >= 0; --d) {
-    const int64_t idx = i % l.shape[d];
-    i /= l.shape[d];
-#pragma unroll
-    for (int k = 0; k < K; ++k) off[k] += idx * l.strides[k][d];
-  }
-}
-
-// V consecutive elements moved by one load / store (16 bytes for V = 16 / sizeof(T)).
-template <class T, int V> struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-template <class T> constexpr int kVec = 16 / static_cast<int>(sizeof(T));
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Calls fn(std::integral_constant<BinaryOp, op>) so that the op becomes a template argument.
 template <class Fn> void dispatch_op(BinaryOp op, const char* name, Fn&& fn) {

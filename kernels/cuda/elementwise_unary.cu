@@ -1,9 +1,8 @@
 // CUDA unary elementwise kernels (see kernels/elementwise.h for the conventions; the rules mirror
 // kernels/cpu/elementwise_unary.cpp). Each op is a template parameter, so its body is folded into the
 // kernel; the input may be any strided view (stride 0 on broadcast axes), the output is contiguous.
-#include <array>
-
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/strided.cuh"
 #include "kernels/elementwise.h"
 
 namespace gradus::cuda {
@@ -12,11 +11,7 @@ namespace {
 using kernels::UnaryOp;
 using kernels::UnaryParams;
 
-// ---- device math in the compute type (float or double) ----
-__device__ __forceinline__ float dexp(float v) { return expf(v); }
-__device__ __forceinline__ double dexp(double v) { return exp(v); }
-__device__ __forceinline__ float dlog(float v) { return logf(v); }
-__device__ __forceinline__ double dlog(double v) { return log(v); }
+// ---- device math in the compute type (float or double; dexp, dlog, dpow are in common.cuh) ----
 __device__ __forceinline__ float dlog1p(float v) { return log1pf(v); }
 __device__ __forceinline__ double dlog1p(double v) { return log1p(v); }
 __device__ __forceinline__ float dsqrt(float v) { return sqrtf(v); }
@@ -27,8 +22,6 @@ __device__ __forceinline__ float derf(float v) { return erff(v); }
 __device__ __forceinline__ double derf(double v) { return erf(v); }
 __device__ __forceinline__ float dabs(float v) { return fabsf(v); }
 __device__ __forceinline__ double dabs(double v) { return fabs(v); }
-__device__ __forceinline__ float dpow(float a, float b) { return powf(a, b); }
-__device__ __forceinline__ double dpow(double a, double b) { return pow(a, b); }
 
 constexpr double kSqrt2OverPi = 0.7978845608028654;  // sqrt(2 / pi)
 constexpr double kInvSqrt2 = 0.7071067811865476;     // 1 / sqrt(2)
@@ -113,77 +106,6 @@ template <UnaryOp Op, class A> __device__ __forceinline__ A backward_op(A v, A y
     return -go * y * y;
   }
 }
-
-// ---- layouts ----
-constexpr int kMaxDims = 12;
-// K operands sharing one logical shape, each with its own element strides (0 on broadcast axes).
-template <int K> struct Layout {
-  int ndim = 0;
-  int64_t shape[kMaxDims];
-  int64_t strides[K][kMaxDims];
-};
-
-// Drops size-1 axes and merges axes that are contiguous for every operand (as core/strided_loop.h
-// does), so a contiguous operand set becomes one axis of stride 1.
-template <int K>
-Layout<K> make_layout(const Shape& shape, const std::array<const Strides*, K>& strides, const char* op) {
-  Layout<K> l;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = l.ndim > 0;
-    for (int k = 0; k < K && merge; ++k)
-      merge = l.strides[k][l.ndim - 1] == (*strides[k])[d] * shape[d];
-    if (merge) {
-      l.shape[l.ndim - 1] *= shape[d];
-      for (int k = 0; k < K; ++k) l.strides[k][l.ndim - 1] = (*strides[k])[d];
-      continue;
-    }
-    GRADUS_CHECK(l.ndim < kMaxDims, op, "shape {} has more than {} non-mergeable axes",
-                 shape_str(shape), kMaxDims);
-    l.shape[l.ndim] = shape[d];
-    for (int k = 0; k < K; ++k) l.strides[k][l.ndim] = (*strides[k])[d];
-    ++l.ndim;
-  }
-  if (l.ndim == 0) {  // a scalar or all size-1 axes: one element
-    l.ndim = 1;
-    l.shape[0] = 1;
-    for (int k = 0; k < K; ++k) l.strides[k][0] = 0;
-  }
-  return l;
-}
-
-template <int K> bool all_unit_stride(const Layout<K>& l) {
-  if (l.ndim != 1) return false;
-  for (int k = 0; k < K; ++k)
-    if (l.strides[k][0] != 1) return false;
-  return true;
-}
-
-// Element offsets of row-major element i for every operand; one axis (contiguous or a broadcast
-// scalar) needs no division.
-template <int K> __device__ __forceinline__ void offsets(const Layout<K>& l, int64_t i, int64_t (&off)[K]) {
-  if (l.ndim == 1) {
-#pragma unroll
-    for (int k = 0; k < K; ++k) off[k] = i * l.strides[k][0];
-    return;
-  }
-#pragma unroll
-  for (int k = 0; k < K; ++k) off[k] = 0;
-  for (int d = l.ndim - 1; d >= 0; --d) {
-    const int64_t idx = i % l.shape[d];
-    i /= l.shape[d];
-#pragma unroll
-    for (int k = 0; k < K; ++k) off[k] += idx * l.strides[k][d];
-  }
-}
-
-// V consecutive elements moved by one load / store (16 bytes for V = 16 / sizeof(T)).
-template <class T, int V> struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-template <class T> constexpr int kVec = 16 / static_cast<int>(sizeof(T));
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // ---- forward ----
 // x, out: (n,) contiguous, 16-byte aligned; V elements per load, then the n % V tail one by one.

@@ -159,7 +159,7 @@ void gemm(const GemmArgs& g) {
   // strided-batched call would race on C).
   if constexpr (std::is_same_v<T, bf16>) {
     // bf16 sums in an f32 buffer and rounds once, rather than once per batch entry.
-    Tensor sum = Tensor::empty({g.m, g.n}, DType::f32, Device{DeviceType::cuda, 0});
+    Tensor sum = Tensor::empty({g.m, g.n}, DType::f32, kGPU);
     float* s = static_cast<float*>(sum.raw_data());
     for (int64_t i = 0; i < g.batch; ++i)
       cublas_gemm<T>(g, g.m, g.k, a + i * g.stride_a, 0, b + i * g.stride_b, 0, i == 0 ? 0.0 : 1.0,

@@ -24,53 +24,6 @@ constexpr int64_t kShortRow = 1024;    // rows up to this long get a warp each
 constexpr int64_t kMinChunkRows = 16;  // parameter gradients: at least this many rows per chunk
 constexpr int64_t kMaxChunks = 256;    // ... and at most this many chunks
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int grid_for(int64_t blocks) { return static_cast<int>(std::clamp<int64_t>(blocks, 1, 1 << 20)); }
-
-// ---- 16-byte loads and stores of element groups ----
-template <class T>
-constexpr int kVec = 16 / static_cast<int>(sizeof(T));
-template <class T>
-struct alignas(16) Pack {
-  T v[kVec<T>];
-};
-__device__ __forceinline__ bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-// Loads p[k0, min(k0 + V, n)) into v in the compute type and returns the count; a full group at a
-// 16-byte aligned p is one vector load (the values are the same either way).
-template <class T>
-__device__ __forceinline__ int load_group(const T* p, int64_t k0, int64_t n, bool aligned,
-                                          acc_t<T>* v) {
-  constexpr int V = kVec<T>;
-  if (aligned && k0 + V <= n) {
-    const Pack<T> pk = *reinterpret_cast<const Pack<T>*>(p + k0);
-#pragma unroll
-    for (int j = 0; j < V; ++j) v[j] = to_acc(pk.v[j]);
-    return V;
-  }
-  const int count = static_cast<int>(n - k0 < V ? n - k0 : V);
-#pragma unroll
-  for (int j = 0; j < V; ++j)
-    if (j < count) v[j] = load(p + k0 + j);
-  return count;
-}
-// Stores v[0, count) to p[k0, k0 + count), one vector store when the group is full and aligned.
-template <class T>
-__device__ __forceinline__ void store_group(T* p, int64_t k0, int count, bool aligned,
-                                            const acc_t<T>* v) {
-  constexpr int V = kVec<T>;
-  if (aligned && count == V) {
-    Pack<T> pk;
-#pragma unroll
-    for (int j = 0; j < V; ++j) pk.v[j] = from_acc<T>(v[j]);
-    *reinterpret_cast<Pack<T>*>(p + k0) = pk;
-    return;
-  }
-#pragma unroll
-  for (int j = 0; j < V; ++j)
-    if (j < count) p[k0 + j] = from_acc<T>(v[j]);
-}
 // v[j] *= w[k0 + j] (w optional: nullptr leaves v as it is).
 template <class T>
 __device__ __forceinline__ void scale_by(const T* w, int64_t k0, int64_t n, bool aligned,
@@ -81,14 +34,6 @@ __device__ __forceinline__ void scale_by(const T* w, int64_t k0, int64_t n, bool
 #pragma unroll
   for (int j = 0; j < kVec<T>; ++j)
     if (j < count) v[j] *= wv[j];
-}
-
-template <int kRowThreads, class A>
-__device__ __forceinline__ A row_sum(A v, A* shared) {
-  if constexpr (kRowThreads == 32)
-    return warp_sum(v);
-  else
-    return block_sum(v, shared);
 }
 
 // ---------------------------------------------------------------- RMSNorm
@@ -374,11 +319,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <class A>
-constexpr DType acc_dtype() {
-  return std::is_same_v<A, double> ? DType::f64 : DType::f32;
-}
-
 // grad_weight = sum over rows of grad_y * xhat, grad_bias = sum over rows of grad_y (either may be
 // nullptr). The row chunks depend on the row count alone.
 template <class T>
@@ -390,16 +330,15 @@ void param_grads(const T* x, const T* mean, const T* rstd, const T* gy, T* gw, T
   const int64_t chunks = ceil_div(rows, chunk_rows);
   // Stream-ordered caching allocator: the buffers may be released right after the launches.
   const Shape shape{std::max<int64_t>(chunks * cols, 1)};
-  const Device gpu{DeviceType::cuda, 0};
   Tensor hold_w, hold_b;
   A* pw = nullptr;
   A* pb = nullptr;
   if (gw != nullptr) {
-    hold_w = Tensor::empty(shape, acc_dtype<A>(), gpu);
+    hold_w = Tensor::empty(shape, acc_dtype<A>(), kGPU);
     pw = static_cast<A*>(hold_w.raw_data());
   }
   if (gb != nullptr) {
-    hold_b = Tensor::empty(shape, acc_dtype<A>(), gpu);
+    hold_b = Tensor::empty(shape, acc_dtype<A>(), kGPU);
     pb = static_cast<A*>(hold_b.raw_data());
   }
   if (chunks > 0) {

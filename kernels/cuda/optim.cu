@@ -16,8 +16,6 @@
 namespace gradus::cuda {
 namespace {
 
-constexpr Device kGPU{DeviceType::cuda, 0};
-
 // ---- exactly rounded arithmetic (no contraction) ----
 __device__ __forceinline__ float add(float a, float b) { return __fadd_rn(a, b); }
 __device__ __forceinline__ double add(double a, double b) { return __dadd_rn(a, b); }
@@ -37,22 +35,12 @@ __device__ __forceinline__ T lerp(T start, T end, T weight) {
                          : sub(end, mul(sub(end, start), sub(T(1), weight)));
 }
 
-// P consecutive elements moved as one 16-byte access.
-template <class T, int P>
-struct alignas(sizeof(T) * P) Pack {
-  T v[P];
-};
-template <class T>
-constexpr int kPack = 16 / static_cast<int>(sizeof(T));
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // Runs launch(pack, offset, count) for the 16-byte packed head of [0, n) when every pointer is
 // aligned, and launch(1, offset, count) for what remains.
 template <class T, class Launch>
 void packed_launches(int64_t n, bool aligned, Launch&& launch) {
-  const int64_t head = aligned ? n / kPack<T> * kPack<T> : 0;
-  if (head > 0) launch(std::integral_constant<int, kPack<T>>{}, int64_t{0}, head);
+  const int64_t head = aligned ? n / kVec<T> * kVec<T> : 0;
+  if (head > 0) launch(std::integral_constant<int, kVec<T>>{}, int64_t{0}, head);
   if (n > head) launch(std::integral_constant<int, 1>{}, head, n - head);
 }
 

@@ -30,44 +30,6 @@ constexpr int64_t kSplitRows = 1024;         // fewer rows than this (and long o
 constexpr int64_t kColumnThreads = 1 << 17;  // inner > 1: split until about this many threads
 constexpr int64_t kColumnMinChunk = 64;      // ... but never below this many rows per chunk
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int grid_for(int64_t blocks) { return static_cast<int>(std::clamp<int64_t>(blocks, 1, 1 << 20)); }
-
-// ---- device math in the compute type ----
-__device__ __forceinline__ float dexp(float v) { return expf(v); }
-__device__ __forceinline__ double dexp(double v) { return exp(v); }
-__device__ __forceinline__ float dlog(float v) { return logf(v); }
-__device__ __forceinline__ double dlog(double v) { return log(v); }
-
-// ---- 16-byte loads of element groups ----
-template <class T>
-constexpr int kVec = 16 / static_cast<int>(sizeof(T));
-template <class T>
-struct alignas(16) Pack {
-  T v[kVec<T>];
-};
-__device__ __forceinline__ bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-// Loads p[k0, min(k0 + V, n)) into v in the compute type and returns the count. A full group at a
-// 16-byte aligned p is one vector load; the values (and so every result) are the same either way.
-template <class T>
-__device__ __forceinline__ int load_group(const T* p, int64_t k0, int64_t n, bool aligned,
-                                          acc_t<T>* v) {
-  constexpr int V = kVec<T>;
-  if (aligned && k0 + V <= n) {
-    const Pack<T> pk = *reinterpret_cast<const Pack<T>*>(p + k0);
-#pragma unroll
-    for (int j = 0; j < V; ++j) v[j] = to_acc(pk.v[j]);
-    return V;
-  }
-  const int count = static_cast<int>(n - k0 < V ? n - k0 : V);
-#pragma unroll
-  for (int j = 0; j < V; ++j)
-    if (j < count) v[j] = load(p + k0 + j);
-  return count;
-}
-
 // ---- reduction states, ops and shuffles ----
 template <class A>
 struct ArgState {
@@ -322,7 +284,7 @@ __global__ void combine_chunks_kernel(const typename Op::State* partial, int64_t
 template <class S>
 S* workspace(Tensor& holder, int64_t count) {
   const int64_t words = ceil_div(count * static_cast<int64_t>(sizeof(S)), 8);
-  holder = Tensor::empty({std::max<int64_t>(words, 1)}, DType::i64, Device{DeviceType::cuda, 0});
+  holder = Tensor::empty({std::max<int64_t>(words, 1)}, DType::i64, kGPU);
   return static_cast<S*>(holder.raw_data());
 }
 
@@ -366,11 +328,6 @@ void run_reduction(const T* x, int64_t outer, int64_t reduce, int64_t inner, con
         partial, outputs, chunks, inner, op, finish);
     GRADUS_CUDA_CHECK_LAUNCH(name);
   }
-}
-
-template <class A>
-constexpr DType acc_dtype() {
-  return std::is_same_v<A, double> ? DType::f64 : DType::f32;
 }
 
 // ---- reduce ----
@@ -451,7 +408,7 @@ void reduce_var(const void* x_, void* mean_, void* var_, int64_t outer, int64_t 
   using A = acc_t<T>;
   if (outer * inner == 0) return;
   const T* x = static_cast<const T*>(x_);
-  Tensor holder = Tensor::empty({outer * inner}, acc_dtype<A>(), Device{DeviceType::cuda, 0});
+  Tensor holder = Tensor::empty({outer * inner}, acc_dtype<A>(), kGPU);
   A* mean_acc = static_cast<A*>(holder.raw_data());
   run_reduction(x, outer, reduce, inner, nullptr, SumOp<A>{}, Identity{},
                 WriteMean<T>{static_cast<T*>(mean_), mean_acc, static_cast<A>(reduce)},
@@ -467,7 +424,7 @@ void reduce_logsumexp(const void* x_, void* out_, int64_t outer, int64_t reduce,
   using A = acc_t<T>;
   if (outer * inner == 0) return;
   const T* x = static_cast<const T*>(x_);
-  Tensor holder = Tensor::empty({outer * inner}, acc_dtype<A>(), Device{DeviceType::cuda, 0});
+  Tensor holder = Tensor::empty({outer * inner}, acc_dtype<A>(), kGPU);
   A* shift = static_cast<A*>(holder.raw_data());
   run_reduction(x, outer, reduce, inner, nullptr, MaxIgnoreNanOp<A>{}, Identity{},
                 WriteShift<A>{shift}, "reduce_logsumexp");

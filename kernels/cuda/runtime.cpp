@@ -1,5 +1,6 @@
 #include "kernels/cuda/runtime.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 

@@ -18,82 +18,12 @@ namespace {
 constexpr int64_t kTinyRow = 16;     // rows up to this long get a thread each (column kernel)
 constexpr int64_t kShortRow = 1024;  // rows up to this long get a warp each
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int grid_for(int64_t blocks) { return static_cast<int>(std::clamp<int64_t>(blocks, 1, 1 << 20)); }
-
-__device__ __forceinline__ float dexp(float v) { return expf(v); }
-__device__ __forceinline__ double dexp(double v) { return exp(v); }
-__device__ __forceinline__ float dlog(float v) { return logf(v); }
-__device__ __forceinline__ double dlog(double v) { return log(v); }
-
-// ---- 16-byte loads and stores of element groups ----
-template <class T>
-constexpr int kVec = 16 / static_cast<int>(sizeof(T));
-template <class T>
-struct alignas(16) Pack {
-  T v[kVec<T>];
-};
-__device__ __forceinline__ bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-// Loads p[k0, min(k0 + V, n)) into v in the compute type and returns the count; a full group at a
-// 16-byte aligned p is one vector load (the values are the same either way).
-template <class T>
-__device__ __forceinline__ int load_group(const T* p, int64_t k0, int64_t n, bool aligned,
-                                          acc_t<T>* v) {
-  constexpr int V = kVec<T>;
-  if (aligned && k0 + V <= n) {
-    const Pack<T> pk = *reinterpret_cast<const Pack<T>*>(p + k0);
-#pragma unroll
-    for (int j = 0; j < V; ++j) v[j] = to_acc(pk.v[j]);
-    return V;
-  }
-  const int count = static_cast<int>(n - k0 < V ? n - k0 : V);
-#pragma unroll
-  for (int j = 0; j < V; ++j)
-    if (j < count) v[j] = load(p + k0 + j);
-  return count;
-}
-// Stores v[0, count) to p[k0, k0 + count), one vector store when the group is full and aligned.
-template <class T>
-__device__ __forceinline__ void store_group(T* p, int64_t k0, int count, bool aligned,
-                                            const acc_t<T>* v) {
-  constexpr int V = kVec<T>;
-  if (aligned && count == V) {
-    Pack<T> pk;
-#pragma unroll
-    for (int j = 0; j < V; ++j) pk.v[j] = from_acc<T>(v[j]);
-    *reinterpret_cast<Pack<T>*>(p + k0) = pk;
-    return;
-  }
-#pragma unroll
-  for (int j = 0; j < V; ++j)
-    if (j < count) p[k0 + j] = from_acc<T>(v[j]);
-}
-
-// Sum / maximum over the threads of one row: a warp (kRowThreads == 32) or the whole block.
-// The maximum ignores NaN (fmax), as the CPU's row maximum does; a NaN reaches every output
-// through the sum of exp.
-template <int kRowThreads, class A>
-__device__ __forceinline__ A row_sum(A v, A* shared) {
-  if constexpr (kRowThreads == 32)
-    return warp_sum(v);
-  else
-    return block_sum(v, shared);
-}
-template <int kRowThreads, class A>
-__device__ __forceinline__ A row_max(A v, A* shared) {
-  if constexpr (kRowThreads == 32)
-    return warp_max(v);
-  else
-    return block_max(v, shared);
-}
-
 // ---- forward ----
 
 // x, y: (outer, n), inner == 1. kRowThreads threads per row; thread t owns the element groups t,
 // t + kRowThreads, ... A row that is all -inf (or holds +inf) gives NaN through x - max, as the
-// CPU.
+// CPU. The maximum ignores NaN (fmax, as the CPU's row maximum); a NaN reaches every output through
+// the sum of exp.
 template <int kRowThreads, bool kLog, class T>
 __global__ void __launch_bounds__(kThreads)
     softmax_rows_kernel(const T* x, T* y, int64_t outer, int64_t n) {

@@ -1,9 +1,8 @@
 // CUDA where kernel: out = cond != 0 ? a : b (see kernels/elementwise.h for the conventions; mirrors
 // kernels/cpu/where.cpp). The condition is a 1 / 0 mask in the values' dtype or i64; every operand
 // may be a strided view (stride 0 on broadcast axes), the output is contiguous.
-#include <array>
-
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/strided.cuh"
 #include "kernels/elementwise.h"
 
 namespace gradus::cuda {
@@ -19,62 +18,6 @@ template <class T> constexpr DType device_dtype() {
 template <class C> __device__ __forceinline__ bool is_set(C c) {
   if constexpr (std::is_same_v<C, bf16>) return __bfloat162float(c) != 0.0f;
   else return c != C(0);
-}
-
-// ---- layouts ----
-constexpr int kMaxDims = 12;
-// K operands sharing one logical shape, each with its own element strides (0 on broadcast axes).
-template <int K> struct Layout {
-  int ndim = 0;
-  int64_t shape[kMaxDims];
-  int64_t strides[K][kMaxDims];
-};
-
-// Drops size-1 axes and merges axes that are contiguous for every operand (as core/strided_loop.h
-// does), so a contiguous operand set becomes one axis of stride 1 and a broadcast scalar one of 0.
-template <int K>
-Layout<K> make_layout(const Shape& shape, const std::array<const Strides*, K>& strides, const char* op) {
-  Layout<K> l;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = l.ndim > 0;
-    for (int k = 0; k < K && merge; ++k)
-      merge = l.strides[k][l.ndim - 1] == (*strides[k])[d] * shape[d];
-    if (merge) {
-      l.shape[l.ndim - 1] *= shape[d];
-      for (int k = 0; k < K; ++k) l.strides[k][l.ndim - 1] = (*strides[k])[d];
-      continue;
-    }
-    GRADUS_CHECK(l.ndim < kMaxDims, op, "shape {} has more than {} non-mergeable axes",
-                 shape_str(shape), kMaxDims);
-    l.shape[l.ndim] = shape[d];
-    for (int k = 0; k < K; ++k) l.strides[k][l.ndim] = (*strides[k])[d];
-    ++l.ndim;
-  }
-  if (l.ndim == 0) {  // a scalar or all size-1 axes: one element
-    l.ndim = 1;
-    l.shape[0] = 1;
-    for (int k = 0; k < K; ++k) l.strides[k][0] = 0;
-  }
-  return l;
-}
-
-// Element offsets of row-major element i for every operand; one axis (contiguous or a broadcast
-// scalar) needs no division.
-template <int K> __device__ __forceinline__ void offsets(const Layout<K>& l, int64_t i, int64_t (&off)[K]) {
-  if (l.ndim == 1) {
-#pragma unroll
-    for (int k = 0; k < K; ++k) off[k] = i * l.strides[k][0];
-    return;
-  }
-#pragma unroll
-  for (int k = 0; k < K; ++k) off[k] = 0;
-  for (int d = l.ndim - 1; d >= 0; --d) {
-    const int64_t idx = i % l.shape[d];
-    i /= l.shape[d];
-#pragma unroll
-    for (int k = 0; k < K; ++k) off[k] += idx * l.strides[k][d];
-  }
 }
 
 // out, cond, a, b: (...) = layout's shape; operands 0..3 in that order, any strides. C is the

@@ -67,7 +67,7 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   Tensor t(std::move(impl));
-  if (g_poison && (dtype == DType::f32 || dtype == DType::f64)) raw_fill_(t, std::numeric_limits<double>::quiet_NaN());
+  if (g_poison && dtype != DType::i64) raw_fill_(t, std::numeric_limits<double>::quiet_NaN());
   return t;
 }
 

@@ -30,12 +30,35 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "scripts
 import gradus_torch  # noqa: E402
 
 
+def add_grading(model, cfg):
+    """The graded kinds' fixed grading as `gradus bench lm --attention lgt|egt` runs it (default
+    options: every grade fixed, the identity values; the cost does not depend on the values):
+    Q and K projections scaled per output row (Phi applied to the weights, before RoPE), the
+    embedding output and the feed-forward input scaled per channel (models/graded)."""
+    from torch.nn.utils import parametrize
+
+    C, H = cfg.hidden_size, cfg.num_attention_heads
+    rows = torch.ones(H, C // H).reshape(C, 1)  # one row of grades shared by the heads
+    channels = torch.ones(C)
+
+    class RowScale(torch.nn.Module):
+        def forward(self, w):
+            return w * rows
+
+    for block in model.model.layers:
+        for proj in (block.self_attn.q_proj, block.self_attn.k_proj):
+            parametrize.register_parametrization(proj, "weight", RowScale())
+        block.mlp.register_forward_pre_hook(lambda m, args: (args[0] * channels,))
+    model.model.embed_tokens.register_forward_hook(lambda m, args, out: out * channels)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="small", choices=PRESETS)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--attention", default="std", choices=["std", "lgt", "egt", "gin", "pna"])
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -44,6 +67,12 @@ def main():
     model = gradus_torch.LlamaLM(gradus_torch.Config(
         vocab_size=p["vocab"], hidden_size=p["d"], num_attention_heads=p["heads"],
         intermediate_size=p["ff"], num_hidden_layers=p["layers"], max_position_embeddings=p["seq"]))
+    if args.attention in ("gin", "pna"):
+        import torch_graph_attention  # bench/, beside this script
+
+        torch_graph_attention.replace_attention(model, args.attention)
+    elif args.attention != "std":
+        add_grading(model, model.cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
     ids = torch.randint(0, p["vocab"], (p["batch"], p["seq"] + 1))
     inputs, targets = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
@@ -67,7 +96,8 @@ def main():
     tokens = p["batch"] * p["seq"]
     print(json.dumps({
         "framework": f"pytorch {torch.__version__}",
-        "preset": args.preset, "threads": torch.get_num_threads(), "steps": args.steps,
+        "preset": args.preset, "attention": args.attention, "threads": torch.get_num_threads(),
+        "steps": args.steps,
         "ms_per_step": median, "step_ms": ms, "tokens_per_s": tokens / (median / 1000.0),
         # Peak resident set of the whole process (KiB -> bytes): an upper bound on tensor memory.
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

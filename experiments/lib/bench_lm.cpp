@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "autodiff/ops/matmul.h"
 #include "autodiff/tape.h"
@@ -19,12 +20,32 @@ namespace {
 
 // Matrix-product FLOPs of one training step (forward + backward = 3x forward): every Linear
 // (2 N P forward for P weights) and the two attention products (4 B L^2 C per layer forward).
+// The graph kinds (docs/graph_attention.md): gin has q, k (and o with gin_o_proj) and per-head
+// MLPs d_h -> m -> d_h (m = floor(gamma d_h)); pna has q, k, v, o, per-head MLPs
+// n d_h -> m -> d_h over n aggregator blocks, and its L^2 products: q k^T, A v for sum or mean,
+// and A v^2 as well for var or std (one product A [v | v^2]).
 double step_matmul_flops(const ModelConfig& c, int64_t batch, int64_t seq) {
   const double n = static_cast<double>(batch * seq), C = static_cast<double>(c.hidden_size);
   const double F = static_cast<double>(c.intermediate_size), V = static_cast<double>(c.vocab_size);
   const double layers = static_cast<double>(c.num_hidden_layers);
-  const double linear_weights = layers * (4 * C * C + 3 * C * F) + V * C;
-  const double attention = layers * 4.0 * static_cast<double>(batch) * static_cast<double>(seq * seq) * C;
+  const double m = std::floor(c.graph_mlp_multiplier * static_cast<double>(c.head_dim()));
+  double attn_weights = 4 * C * C, products = 4.0;  // per layer; products in units of B L^2 C
+  if (c.attention_kind == "gin") {
+    attn_weights = (c.gin_o_proj ? 3 : 2) * C * C + 2 * C * m;
+  } else if (c.attention_kind == "pna") {
+    const auto blocks = static_cast<double>(
+        (std::count(c.pna_aggregators.begin(), c.pna_aggregators.end(), ',') + 1) *
+        (std::count(c.pna_scalers.begin(), c.pna_scalers.end(), ',') + 1));
+    attn_weights = 4 * C * C + C * m * (blocks + 1);
+    const bool second = c.pna_aggregators.find("var") != std::string::npos ||
+                        c.pna_aggregators.find("std") != std::string::npos;
+    const bool first = second || c.pna_aggregators.find("sum") != std::string::npos ||
+                       c.pna_aggregators.find("mean") != std::string::npos;
+    products = 2.0 + (first ? 2.0 : 0.0) + (second ? 2.0 : 0.0);
+  }
+  const double linear_weights = layers * (attn_weights + 3 * C * F) + V * C;
+  const double attention =
+      layers * products * static_cast<double>(batch) * static_cast<double>(seq * seq) * C;
   return 3.0 * (2.0 * n * linear_weights + attention);
 }
 

@@ -13,6 +13,7 @@
 
 #include "core/text.h"
 #include "kernels/backend_info.h"
+#include "models/graded/graded_attention.h"
 #include "models/nn/attention.h"
 
 namespace gradus::experiments {
@@ -169,6 +170,18 @@ Rule string_rule(std::string path, json def, std::string expected,
 
 bool non_empty(const std::string& s) { return !s.empty(); }
 
+// A non-empty comma-separated list of distinct names from `allowed` ("sum,mean,max").
+bool valid_name_list(const std::string& s, const std::vector<std::string>& allowed) {
+  std::vector<std::string> seen;
+  std::stringstream ss(s);
+  for (std::string name; std::getline(ss, name, ',');) {
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) return false;
+    if (std::find(seen.begin(), seen.end(), name) != seen.end()) return false;
+    seen.push_back(name);
+  }
+  return !seen.empty() && s.back() != ',';
+}
+
 bool valid_run_name(const std::string& s) {
   if (s.empty() || s[0] == '.' || s.size() > 100) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
@@ -220,6 +233,93 @@ const std::vector<Rule>& rules() {
                          "Dropout on the attention probabilities while training."));
     r.push_back(string_rule("model.attention_kind", m.attention_kind, "a registered attention kind",
                             non_empty, "The attention of every block (\"std\": causal softmax)."));
+    // model: the graded kinds "lgt" and "egt" (docs/graded.md); other kinds ignore these keys
+    r.push_back(bool_rule("model.graded_learnable", m.graded_learnable,
+                          "Grades are parameters (else fixed at graded_q_init)."));
+    r.push_back(bool_rule("model.graded_per_head", m.graded_per_head,
+                          "Attention grades per head (else one vector per layer)."));
+    r.push_back(string_rule(
+        "model.graded_q_init", m.graded_q_init,
+        "\"identity\", a number \"A\" or a ramp \"A..B\"",
+        [](const std::string& v) {
+          try {
+            parse_grade_init(v);
+            return true;
+          } catch (const Error&) {
+            return false;
+          }
+        },
+        "Initial grades: the kind's identity (lgt 1, egt 0), every grade A, or a linear ramp from "
+        "A (first channel) to B (last)."));
+    r.push_back(num_rule("model.graded_q_min", m.graded_q_min, 0, true, std::nullopt, false,
+                         "The smallest grade (LGT stays invertible; learnable q = q_min + "
+                         "softplus(theta))."));
+    r.push_back(num_rule("model.graded_q_max", m.graded_q_max, 0, true, std::nullopt, false,
+                         "The largest grade (a clamp); above graded_q_min."));
+    r.push_back(num_rule("model.graded_base", m.graded_base, 1, false, std::nullopt, false,
+                         "EGT's base lambda: s_i = lambda^q_i."));
+    r.push_back(bool_rule("model.graded_learn_base", m.graded_learn_base,
+                          "egt: lambda = 1 + softplus(rho) is a parameter."));
+    r.push_back(bool_rule("model.graded_monotone", m.graded_monotone,
+                          "Ordering prior: q_i = q_min + sum_{j<=i} softplus(delta_j) (learnable "
+                          "grades; the initial ramp must increase)."));
+    r.push_back(enum_rule("model.graded_norm", m.graded_norm, {"none", "rms"},
+                          "rms: s / sqrt(mean s^2), so that grading keeps the overall scale."));
+    r.push_back(int_rule("model.graded_score_power", m.graded_score_power, 1, 2,
+                         "2: scores (Q Phi)(K Phi)^T; 1: (Q Phi) K^T."));
+    r.push_back(bool_rule("model.graded_values", m.graded_values, "Grade V as well."));
+    r.push_back(bool_rule("model.graded_embedding", m.graded_embedding,
+                          "Grade the embedding output: X0 = E[t] Phi_emb."));
+    r.push_back(bool_rule("model.graded_ffn", m.graded_ffn,
+                          "Grade the feed-forward input: mlp(Phi_in Norm(X))."));
+    r.push_back(bool_rule("model.graded_folded", m.graded_folded,
+                          "The folded baseline: the initial Phi is absorbed into the weights and "
+                          "the model runs ungraded."));
+    // model: the graph-aware kinds "gin" and "pna" (docs/graph_attention.md); others ignore these
+    r.push_back(num_rule("model.graph_mlp_multiplier", m.graph_mlp_multiplier, 0, true,
+                         std::nullopt, false,
+                         "gamma: the per-head MLP's hidden width is floor(gamma x head dim) (at "
+                         "least 1); 0.5 is the paper's best."));
+    r.push_back(num_rule("model.graph_temperature", m.graph_temperature, 0, true, std::nullopt,
+                         false, "T: softmax adjacencies are softmax(scores / T)."));
+    r.push_back(num_rule("model.graph_threshold", m.graph_threshold, 0, false, std::nullopt,
+                         false, "tau of the threshold modes."));
+    r.push_back(num_rule("model.graph_beta", m.graph_beta, 0, true, std::nullopt, false,
+                         "beta of the sharp_softplus and sigmoid threshold modes."));
+    r.push_back(num_rule("model.graph_topk_fraction", m.graph_topk_fraction, 0, true, 1.0, false,
+                         "The topk threshold mode keeps max(1, floor(fraction x T)) entries per "
+                         "row."));
+    r.push_back(bool_rule("model.gin_sharpening", m.gin_sharpening,
+                          "gin: a learnable sharpening alpha per layer, softmax(alpha scores)."));
+    r.push_back(enum_rule("model.gin_self_term", m.gin_self_term, {"eps", "1+eps"},
+                          "gin: eps V + A V (the reference code) or (1 + eps) V + A V (the "
+                          "paper); eps is learnable per head, from 0."));
+    r.push_back(bool_rule("model.gin_o_proj", m.gin_o_proj,
+                          "gin: an output projection after the heads (off: the best reported)."));
+    const std::vector<std::string> modes = {"none",   "relu",   "sharp_softplus",
+                                            "sigmoid", "binary", "topk"};
+    r.push_back(enum_rule("model.gin_threshold_mode", m.gin_threshold_mode, modes,
+                          "gin: post-processing of the adjacency (then re-masked causally)."));
+    r.push_back(num_rule("model.gin_mlp_dropout", m.gin_mlp_dropout, 0, false, 1.0, true,
+                         "gin: dropout after the per-head MLP's first linear."));
+    r.push_back(enum_rule("model.pna_adjacency", m.pna_adjacency, {"relu", "softmax"},
+                          "pna: the adjacency relu(scores) or softmax(scores / T)."));
+    r.push_back(enum_rule("model.pna_threshold_mode", m.pna_threshold_mode, modes,
+                          "pna: post-processing of the adjacency (then re-masked causally)."));
+    r.push_back(string_rule(
+        "model.pna_aggregators", m.pna_aggregators,
+        "a comma-separated list of distinct sum, mean, max, min, var, std",
+        [](const std::string& v) { return valid_name_list(v, {"sum", "mean", "max", "min", "var", "std"}); },
+        "pna: the aggregators, in the order the MLP reads them."));
+    r.push_back(string_rule(
+        "model.pna_scalers", m.pna_scalers,
+        "a comma-separated list of distinct identity, amplification, attenuation",
+        [](const std::string& v) {
+          return valid_name_list(v, {"identity", "amplification", "attenuation"});
+        },
+        "pna: degree scalers (an ablation): each aggregator is repeated once per scaler."));
+    r.push_back(num_rule("model.pna_delta", m.pna_delta, 0, false, std::nullopt, false,
+                         "pna: delta of the degree scalers; 0: the batch's mean log(deg + 1)."));
     // train
     r.push_back(enum_rule("train.optimizer", t.optimizer, {"adamw", "adam", "sgd"},
                           "adamw: decoupled weight decay; adam: L2 decay added to the gradient; "
@@ -261,6 +361,9 @@ const std::vector<Rule>& rules() {
                          "B, windows per step (B x T tokens per step)."));
     r.push_back(num_rule("train.clip_grad_norm", t.clip_grad_norm, 0, false, std::nullopt, false,
                          "Clip the global gradient norm to this value; 0 turns clipping off."));
+    r.push_back(num_rule("train.grade_lr_scale", t.grade_lr_scale, 0, false, std::nullopt, false,
+                         "The learning rate of grade parameters (graded kinds) relative to "
+                         "train.lr; they get no weight decay."));
     // eval
     r.push_back(int_rule("eval.every", e.every, 0, std::nullopt,
                          "Evaluate (and write the checkpoint) every this many steps; 0: only at "
@@ -442,6 +545,21 @@ void cross_check(Checker& c, json& r) {
                         near.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", near)));
     }
   }
+  if (c.ok({"model.graph_mlp_multiplier", "model.hidden_size", "model.num_attention_heads"}) &&
+      m["hidden_size"].get<int64_t>() % m["num_attention_heads"].get<int64_t>() == 0) {
+    const int64_t head_dim = m["hidden_size"].get<int64_t>() / m["num_attention_heads"].get<int64_t>();
+    const double gamma = m["graph_mlp_multiplier"];
+    if (static_cast<int64_t>(gamma * static_cast<double>(head_dim)) < 1)
+      c.add("model.graph_mlp_multiplier",
+            fmt::format("expected floor(multiplier x head dim {}) >= 1, found {}", head_dim,
+                        gamma));
+  }
+  if (c.ok({"model.graded_q_min", "model.graded_q_max"}) &&
+      m["graded_q_max"].get<double>() <= m["graded_q_min"].get<double>()) {
+    c.add("model.graded_q_max", fmt::format("expected more than model.graded_q_min ({}), found {}",
+                                            m["graded_q_min"].get<double>(),
+                                            m["graded_q_max"].get<double>()));
+  }
   if (c.ok({"model.max_position_embeddings", "data.context"})) {
     int64_t max_pos = m["max_position_embeddings"];
     json& ctx = r["data"]["context"];
@@ -613,6 +731,35 @@ Descriptor parse_descriptor(json doc, const std::string& source,
   d.model.tie_word_embeddings = m["tie_word_embeddings"];
   d.model.attention_dropout = m["attention_dropout"];
   d.model.attention_kind = m["attention_kind"];
+  d.model.graded_learnable = m["graded_learnable"];
+  d.model.graded_per_head = m["graded_per_head"];
+  d.model.graded_q_init = m["graded_q_init"];
+  d.model.graded_q_min = m["graded_q_min"];
+  d.model.graded_q_max = m["graded_q_max"];
+  d.model.graded_base = m["graded_base"];
+  d.model.graded_learn_base = m["graded_learn_base"];
+  d.model.graded_monotone = m["graded_monotone"];
+  d.model.graded_norm = m["graded_norm"];
+  d.model.graded_score_power = m["graded_score_power"];
+  d.model.graded_values = m["graded_values"];
+  d.model.graded_embedding = m["graded_embedding"];
+  d.model.graded_ffn = m["graded_ffn"];
+  d.model.graded_folded = m["graded_folded"];
+  d.model.graph_mlp_multiplier = m["graph_mlp_multiplier"];
+  d.model.graph_temperature = m["graph_temperature"];
+  d.model.graph_threshold = m["graph_threshold"];
+  d.model.graph_beta = m["graph_beta"];
+  d.model.graph_topk_fraction = m["graph_topk_fraction"];
+  d.model.gin_sharpening = m["gin_sharpening"];
+  d.model.gin_self_term = m["gin_self_term"];
+  d.model.gin_o_proj = m["gin_o_proj"];
+  d.model.gin_threshold_mode = m["gin_threshold_mode"];
+  d.model.gin_mlp_dropout = m["gin_mlp_dropout"];
+  d.model.pna_adjacency = m["pna_adjacency"];
+  d.model.pna_threshold_mode = m["pna_threshold_mode"];
+  d.model.pna_aggregators = m["pna_aggregators"];
+  d.model.pna_scalers = m["pna_scalers"];
+  d.model.pna_delta = m["pna_delta"];
   d.train.optimizer = t["optimizer"];
   d.train.lr = t["lr"];
   d.train.weight_decay = t["weight_decay"];
@@ -626,6 +773,7 @@ Descriptor parse_descriptor(json doc, const std::string& source,
   d.train.steps = t["steps"];
   d.train.batch_size = t["batch_size"];
   d.train.clip_grad_norm = t["clip_grad_norm"];
+  d.train.grade_lr_scale = t["grade_lr_scale"];
   d.eval.every = e["every"];
   d.eval.batches = e["batches"];
   d.log.every = l["every"];
@@ -634,6 +782,25 @@ Descriptor parse_descriptor(json doc, const std::string& source,
   d.seed = resolved["seed"].get<uint64_t>();
   d.device = resolved["device"];
   d.model.validate();  // the model's own check agrees with the schema; a mismatch is a bug here
+  // The graded kinds check how their options combine (docs/graded.md): a problem of the key the
+  // message names.
+  if (d.model.attention_kind == "lgt" || d.model.attention_kind == "egt") {
+    try {
+      graded::validate_graded_config(d.model, d.model.attention_kind == "lgt"
+                                                  ? graded::GradingKind::linear
+                                                  : graded::GradingKind::exponential);
+    } catch (const Error& e) {
+      std::string what = e.what(), path = "model.attention_kind";
+      if (size_t at = what.find("model.graded_"); at != std::string::npos) {
+        path = what.substr(at, what.find(':', at) - at);
+        what = what.substr(what.find(':', at) + 2);
+      }
+      Checker g;
+      g.overridden = c.overridden;
+      g.add(path, what);
+      throw DescriptorError(source, g.problems);
+    }
+  }
   return d;
 }
 
@@ -670,7 +837,36 @@ nlohmann::json Descriptor::to_json() const {
                   {"max_position_embeddings", model.max_position_embeddings},
                   {"tie_word_embeddings", model.tie_word_embeddings},
                   {"attention_dropout", model.attention_dropout},
-                  {"attention_kind", model.attention_kind}};
+                  {"attention_kind", model.attention_kind},
+                  {"graded_learnable", model.graded_learnable},
+                  {"graded_per_head", model.graded_per_head},
+                  {"graded_q_init", model.graded_q_init},
+                  {"graded_q_min", model.graded_q_min},
+                  {"graded_q_max", model.graded_q_max},
+                  {"graded_base", model.graded_base},
+                  {"graded_learn_base", model.graded_learn_base},
+                  {"graded_monotone", model.graded_monotone},
+                  {"graded_norm", model.graded_norm},
+                  {"graded_score_power", model.graded_score_power},
+                  {"graded_values", model.graded_values},
+                  {"graded_embedding", model.graded_embedding},
+                  {"graded_ffn", model.graded_ffn},
+                  {"graded_folded", model.graded_folded},
+                  {"graph_mlp_multiplier", model.graph_mlp_multiplier},
+                  {"graph_temperature", model.graph_temperature},
+                  {"graph_threshold", model.graph_threshold},
+                  {"graph_beta", model.graph_beta},
+                  {"graph_topk_fraction", model.graph_topk_fraction},
+                  {"gin_sharpening", model.gin_sharpening},
+                  {"gin_self_term", model.gin_self_term},
+                  {"gin_o_proj", model.gin_o_proj},
+                  {"gin_threshold_mode", model.gin_threshold_mode},
+                  {"gin_mlp_dropout", model.gin_mlp_dropout},
+                  {"pna_adjacency", model.pna_adjacency},
+                  {"pna_threshold_mode", model.pna_threshold_mode},
+                  {"pna_aggregators", model.pna_aggregators},
+                  {"pna_scalers", model.pna_scalers},
+                  {"pna_delta", model.pna_delta}};
   out["train"] = {{"optimizer", train.optimizer},
                   {"lr", train.lr},
                   {"weight_decay", train.weight_decay},
@@ -682,7 +878,8 @@ nlohmann::json Descriptor::to_json() const {
                   {"min_lr", train.min_lr},
                   {"steps", train.steps},
                   {"batch_size", train.batch_size},
-                  {"clip_grad_norm", train.clip_grad_norm}};
+                  {"clip_grad_norm", train.clip_grad_norm},
+                  {"grade_lr_scale", train.grade_lr_scale}};
   out["eval"] = {{"every", eval.every}, {"batches", eval.batches}};
   out["log"] = {{"every", log.every}, {"name", log.name}, {"dir", log.dir}};
   out["seed"] = seed;

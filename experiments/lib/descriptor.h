@@ -41,6 +41,7 @@ struct TrainSpec {
   int64_t steps = 1000;
   int64_t batch_size = 16;
   double clip_grad_norm = 1.0;  // 0: no clipping
+  double grade_lr_scale = 0.1;  // grade parameters (graded kinds): lr x this, no weight decay
 };
 
 struct EvalSpec {

@@ -22,6 +22,8 @@
 #include "experiments/lib/run_dir.h"
 #include "kernels/backend_info.h"
 #include "models/checkpoint/checkpoint.h"
+#include "models/graded/diagnostics.h"
+#include "models/graded/grading.h"
 #include "models/io/atomic_file.h"
 #include "models/io/safetensors.h"
 #include "models/optim/adam.h"
@@ -103,11 +105,26 @@ RunState read_checkpoint(const std::string& path, DecoderLM& lm, Optimizer& opt)
 
 // Weight decay applies to matrices (embedding, projections, head), never to the norm gains, as is
 // usual for transformers: decaying a gain towards 0 fights the normalisation.
+// Grade parameters of graded kinds (models/graded) form a third group, present only when the
+// model has some: a learning rate of train.grade_lr_scale x the schedule's, no weight decay (decay
+// would pull every grade towards 0, i.e. towards a singular LGT or a uniform EGT grading).
 std::vector<ParamGroup> param_groups(const DecoderLM& lm, const TrainSpec& t) {
   ParamGroup decay{{}, t.lr, t.weight_decay, "decay"};
   ParamGroup no_decay{{}, t.lr, 0.0, "no_decay"};
-  for (const Tensor& p : lm.parameters()) (p.dim() >= 2 ? decay : no_decay).params.push_back(p);
-  return {decay, no_decay};
+  ParamGroup grades{{}, t.lr * t.grade_lr_scale, 0.0, "grades", t.grade_lr_scale};
+  const std::vector<Tensor> grade_params = graded::grade_parameters(lm);
+  auto is_grade = [&](const Tensor& p) {
+    return std::any_of(grade_params.begin(), grade_params.end(),
+                       [&](const Tensor& g) { return g.same(p); });
+  };
+  for (const Tensor& p : lm.parameters()) {
+    if (is_grade(p))
+      grades.params.push_back(p);
+    else
+      (p.dim() >= 2 ? decay : no_decay).params.push_back(p);
+  }
+  if (grades.params.empty()) return {decay, no_decay};
+  return {decay, no_decay, grades};
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const DecoderLM& lm, const TrainSpec& t) {
@@ -324,6 +341,8 @@ LmRunResult run_lm(const LmRunOptions& options, std::ostream& out) {
                    {"lr", lr},
                    {"grad_norm", gnorm},
                    {"tokens_per_s", tokens_per_s}};
+      // Graded kinds: kappa and the grades' range per operator; every grade at evaluations.
+      if (json g = graded::grading_report(lm, evaluate); !g.is_null()) line["grading"] = g;
       if (evaluate) {
         // The evaluation after the last step covers the whole validation split.
         WindowLoss val =

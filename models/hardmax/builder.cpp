@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -151,6 +152,7 @@ class Builder {
     state_.emplace(data_);
     state_->set_parallel(false);
     add_block(std::move(first));
+    rebuild_values();
     // Leaders and the initial groups.
     leader_id_.assign(static_cast<size_t>(N_), -1);
     std::map<int64_t, int64_t> group_of_leader;
@@ -303,37 +305,106 @@ class Builder {
 
   struct Isolation {
     std::vector<double> a;  // rounded to T
-    std::vector<T> dots;    // a . x for every row
+    std::vector<T> dots;    // a . x for every distinct value
     double pt = 0, gap = 0;
     int64_t above = 0, below = 0;
   };
 
-  // How well direction a isolates the point t_img (row t_row): the smallest |a . (p - t)| over
-  // every token p of the dataset that is not a copy of t.
-  Isolation isolation(std::vector<double> a, int64_t t_row, const std::vector<T>& t_img) {
+  // The distinct token values (bitwise) with their rows, rebuilt after every SA. The split passes
+  // depend on a token's value only and the FF is token-wise, so they run over the values.
+  void rebuild_values() {
+    const int64_t rows = state_->num_rows();
+    const size_t bytes = static_cast<size_t>(d_) * sizeof(T);
+    std::vector<T> all(static_cast<size_t>(rows * d_));
+    for (int64_t n = 0; n < N_; ++n)
+      for (int64_t i = 0; i < state_->length(n); ++i) {
+        const int64_t r = state_->row(n, i);
+        for (int64_t c = 0; c < d_; ++c) all[r * d_ + c] = state_->at(n, i, c);
+      }
+    std::unordered_map<std::string_view, int64_t> index;
+    index.reserve(static_cast<size_t>(rows));
+    row_entry_.resize(static_cast<size_t>(rows));
+    std::vector<int64_t> first;
+    for (int64_t r = 0; r < rows; ++r) {
+      const std::string_view key(reinterpret_cast<const char*>(all.data() + r * d_), bytes);
+      auto [it, inserted] = index.emplace(key, static_cast<int64_t>(first.size()));
+      if (inserted) first.push_back(r);
+      row_entry_[r] = it->second;
+    }
+    const int64_t u = static_cast<int64_t>(first.size());
+    uval_.resize(static_cast<size_t>(u * d_));
+    for (int64_t e = 0; e < u; ++e)
+      std::memcpy(uval_.data() + e * d_, all.data() + first[e] * d_, bytes);
+    entry_start_.assign(static_cast<size_t>(u + 1), 0);
+    for (int64_t r = 0; r < rows; ++r) ++entry_start_[row_entry_[r] + 1];
+    for (int64_t e = 0; e < u; ++e) entry_start_[e + 1] += entry_start_[e];
+    entry_rows_.resize(static_cast<size_t>(rows));
+    std::vector<int64_t> fill(entry_start_.begin(), entry_start_.end() - 1);
+    for (int64_t r = 0; r < rows; ++r) entry_rows_[fill[row_entry_[r]]++] = r;
+  }
+
+  // How well direction a isolates the point t_img: the smallest |a . (p - t)| over every token p
+  // of the dataset that is not a copy of t (over the distinct values, counts weighted by rows).
+  Isolation isolation(std::vector<double> a, const std::vector<T>& t_img) {
     Isolation iso;
     iso.a = round_t<T>(std::move(a));
-    state_->project(as_t<T>(iso.a), iso.dots);
-    const T pt = iso.dots[t_row];
+    const std::vector<T> at = as_t<T>(iso.a);
+    const int64_t u = static_cast<int64_t>(entry_start_.size()) - 1;
+    iso.dots.resize(static_cast<size_t>(u));
+    for (int64_t e = 0; e < u; ++e) iso.dots[e] = dot(at.data(), uval_.data() + e * d_, d_);
+    const T pt = dot(at.data(), t_img.data(), d_);
     iso.pt = static_cast<double>(pt);
     double g = std::numeric_limits<double>::infinity();
     int64_t above = 0, below = 0;
     bool collision = false;
-    const int64_t rows = state_->num_rows();
-    for (int64_t r = 0; r < rows; ++r) {
-      const T p = iso.dots[r];
+    for (int64_t e = 0; e < u; ++e) {
+      const T p = iso.dots[e];
       if (p == pt) {
-        if (!row_equals(r, t_img)) collision = true;
+        if (std::memcmp(uval_.data() + e * d_, t_img.data(), sizeof(T) * d_) != 0)
+          collision = true;
         continue;
       }
       const double diff = static_cast<double>(p) - iso.pt;
       g = std::min(g, std::fabs(diff));
-      (diff > 0 ? above : below) += 1;
+      (diff > 0 ? above : below) += entry_start_[e + 1] - entry_start_[e];
     }
     iso.gap = collision ? 0.0 : std::isfinite(g) ? g : scale_;
     iso.above = above;
     iso.below = below;
     return iso;
+  }
+
+  // A split block: its FF over the distinct values (exactly the evaluator's arithmetic for each
+  // token, written back to every row of the value), then its SA, if any, over the tokens.
+  void add_split_block(Block b) {
+    const CompiledBlock<T> cb = compile_block<T>(b, d_, nullptr);
+    const CompiledFF<T>& ff = cb.ff;
+    const int64_t u = static_cast<int64_t>(entry_start_.size()) - 1, G = ff.num_dirs;
+    std::vector<T> dots(static_cast<size_t>(G)), h(static_cast<size_t>(ff.width));
+    for (int64_t e = 0; e < u; ++e) {
+      T* x = uval_.data() + e * d_;
+      for (int64_t g = 0; g < G; ++g) dots[g] = dot(ff.dirs.data() + g * d_, x, d_);
+      bool on = false;
+      for (const auto& [g, sg, bmax] : ff.groups) on |= sg * dots[g] + bmax > 0;
+      if (!on) continue;
+      for (int64_t r = 0; r < ff.width; ++r) {
+        const T z = ff.sign[r] * dots[ff.dir_of[r]] + ff.bias[r];
+        h[r] = z > 0 ? z : T(0);
+      }
+      for (int64_t r = 0; r < ff.width; ++r)
+        if (h[r] > 0)
+          for (int64_t c = 0; c < d_; ++c) x[c] = x[c] + ff.out[r * d_ + c] * h[r];
+      for (int64_t k = entry_start_[e]; k < entry_start_[e + 1]; ++k)
+        state_->set_row(entry_rows_[k], x);
+    }
+    const bool has_sa = b.sa.scores != Scores::none && b.sa.alpha != 0;
+    Block sa_only;
+    sa_only.sa = b.sa;
+    net_.blocks.push_back(std::move(b));
+    if (has_sa) {
+      state_->apply(compile_block<T>(sa_only, d_, nullptr));
+      rebuild_values();
+    }
   }
 
   std::pair<std::vector<int64_t>, std::vector<int64_t>> split(const std::vector<int64_t>& G,
@@ -343,7 +414,6 @@ class Builder {
     std::vector<int64_t> inside, outside;
     for (int64_t n : G) (index_of(n, t_id) >= 0 ? inside : outside).push_back(n);
     const int64_t t_i = index_of(inside[0], t_id);
-    const int64_t t_row = state_->row(inside[0], t_i);
     const std::vector<T> t_img = state_->token(inside[0], t_i);
     const int64_t m_i = index_of(G[0], m_id);
     // Direction: from the centroid towards t, so that t projects near the top and few tokens lie
@@ -375,7 +445,7 @@ class Builder {
         }
         for (double& x : a) x /= std::sqrt(n2);
       }
-      Isolation iso = isolation(std::move(a), t_row, t_img);
+      Isolation iso = isolation(std::move(a), t_img);
       if (iso.gap > best.gap) best = std::move(iso);
       const double floor = floor_rel * (std::fabs(best.pt) + scale_);
       if (j + 1 >= opt_.candidates && best.gap > floor) break;
@@ -396,9 +466,7 @@ class Builder {
     b.role = BlockRole::split;
     b.ff = hat<T>(best.a, best.pt, eps, sigma, lift);
     if (with_sa) b.sa = along<T>(v_, alpha_s_);
-    if (sigma < 0)
-      for (T& x : best.dots) x = -x;  // the compiled direction is -a
-    add_block(std::move(b), &best.dots);
+    add_split_block(std::move(b));
     ++rep_.split_blocks;
     // The lift must have made t the leader of G_t and left the others' leader alone.
     for (int64_t n : inside)
@@ -537,6 +605,8 @@ class Builder {
   std::vector<std::vector<int64_t>> groups_;
   std::vector<int64_t> label_index_;
   std::vector<int64_t> counts_, stamp_;
+  std::vector<T> uval_;                                        // (distinct values, d)
+  std::vector<int64_t> row_entry_, entry_start_, entry_rows_;  // row -> value, value -> rows
   std::unordered_map<int64_t, int32_t> label_counts_;
 };
 

@@ -240,11 +240,49 @@ T State<T>::at(int64_t n, int64_t i, int64_t c) const {
 }
 
 template <class T>
+void State<T>::set_row(int64_t row, const T* x) {
+  const int64_t k =
+      std::upper_bound(chunk_row0_.begin(), chunk_row0_.end(), row) - chunk_row0_.begin() - 1;
+  Chunk& ch = chunks_[k];
+  const int64_t i = row - chunk_row0_[k];
+  for (int64_t c = 0; c < d_; ++c) ch.x[c * ch.n + i] = x[c];
+  ch.dots_dirs = -1;
+}
+
+template <class T>
 std::vector<T> State<T>::token(int64_t n, int64_t i) const {
   std::vector<T> out(static_cast<size_t>(d_));
   for (int64_t c = 0; c < d_; ++c) out[c] = at(n, i, c);
   return out;
 }
+
+// out[i] = dot(a, token i) for coordinate-major x ((d, n), x[c * n + i]), in model.h's order for
+// every token: acc = 0, then acc + a_c x_c for c = 0, 1, ... (each product rounded, no FMA). Tiles
+// of kTile tokens keep their accumulators in registers across the d coordinates, so each
+// coordinate is loaded once per tile instead of the accumulator row being loaded and stored for
+// every coordinate; the arithmetic per token is unchanged.
+namespace {
+template <class T>
+void project_cm(const T* a, const T* x, int64_t n, int64_t d, T* out) {
+  constexpr int64_t kTile = 16;
+  int64_t i0 = 0;
+  for (; i0 + kTile <= n; i0 += kTile) {
+    T acc[kTile];
+    for (int64_t j = 0; j < kTile; ++j) acc[j] = 0;
+    for (int64_t c = 0; c < d; ++c) {
+      const T ac = a[c];
+      const T* xc = x + c * n + i0;
+      for (int64_t j = 0; j < kTile; ++j) acc[j] = acc[j] + ac * xc[j];
+    }
+    for (int64_t j = 0; j < kTile; ++j) out[i0 + j] = acc[j];
+  }
+  for (int64_t i = i0; i < n; ++i) {
+    T acc = 0;
+    for (int64_t c = 0; c < d; ++c) acc = acc + a[c] * x[c * n + i];
+    out[i] = acc;
+  }
+}
+}  // namespace
 
 template <class T>
 void State<T>::apply_chunk(Chunk& ch, const CompiledBlock<T>& block, const T* ff_dots) {
@@ -270,15 +308,9 @@ void State<T>::apply_chunk(Chunk& ch, const CompiledBlock<T>& block, const T* ff
           ch.stale[i] = 0;
         }
       } else {
-        ch.dots.assign(static_cast<size_t>(G * n), T(0));
-        for (int64_t g = 0; g < G; ++g) {
-          T* p = ch.dots.data() + g * n;
-          for (int64_t c = 0; c < d; ++c) {
-            const T a = ff.dirs[g * d + c];
-            const T* xc = ch.x.data() + c * n;
-            for (int64_t i = 0; i < n; ++i) p[i] = p[i] + a * xc[i];
-          }
-        }
+        ch.dots.resize(static_cast<size_t>(G * n));
+        for (int64_t g = 0; g < G; ++g)
+          project_cm(ff.dirs.data() + g * d, ch.x.data(), n, d, ch.dots.data() + g * n);
         ch.stale.assign(static_cast<size_t>(n), 0);
         ch.dots_dirs = G;
       }
@@ -286,14 +318,23 @@ void State<T>::apply_chunk(Chunk& ch, const CompiledBlock<T>& block, const T* ff
     }
     // Which tokens have an active unit: per (direction, sign) only the largest bias needs testing,
     // since sign * p + b is non-decreasing in b after rounding too.
-    ch.active.assign(static_cast<size_t>(n), 0);
-    for (const auto& [g, sg, bmax] : ff.groups) {
-      const T* p = dots + g * n;
-      for (int64_t i = 0; i < n; ++i) ch.active[i] |= sg * p[i] + bmax > 0;
-    }
+    // A hat is active on few tokens: blocks of 64 are first tested with a branch-free count (it
+    // vectorises), and only blocks with a hit are scanned token by token (the same test).
     ch.active_list.clear();
-    for (int64_t i = 0; i < n; ++i)
-      if (ch.active[i]) ch.active_list.push_back(static_cast<int32_t>(i));
+    for (int64_t i0 = 0; i0 < n; i0 += 64) {
+      const int64_t e = std::min<int64_t>(n, i0 + 64);
+      int64_t hits = 0;
+      for (const auto& [g, sg, bmax] : ff.groups) {
+        const T* p = dots + g * n;
+        for (int64_t i = i0; i < e; ++i) hits += sg * p[i] + bmax > 0 ? 1 : 0;
+      }
+      if (hits == 0) continue;
+      for (int64_t i = i0; i < e; ++i) {
+        bool on = false;
+        for (const auto& [g, sg, bmax] : ff.groups) on |= sg * dots[g * n + i] + bmax > 0;
+        if (on) ch.active_list.push_back(static_cast<int32_t>(i));
+      }
+    }
     std::vector<T> h(static_cast<size_t>(ff.width));
     for (int32_t i : ch.active_list) {
       for (int64_t r = 0; r < ff.width; ++r) {
@@ -315,20 +356,12 @@ void State<T>::apply_chunk(Chunk& ch, const CompiledBlock<T>& block, const T* ff
   ch.mean.resize(static_cast<size_t>(3 * d));
   ch.amean.resize(static_cast<size_t>(3 * d));
   if (sa.scores == Scores::rank1) {
-    ch.s.assign(static_cast<size_t>(n), T(0));
-    for (int64_t c = 0; c < d; ++c) {
-      const T a = sa.k[c];
-      const T* xc = ch.x.data() + c * n;
-      for (int64_t i = 0; i < n; ++i) ch.s[i] = ch.s[i] + a * xc[i];
-    }
+    ch.s.resize(static_cast<size_t>(n));
+    project_cm(sa.k.data(), ch.x.data(), n, d, ch.s.data());
     const T* cq = ch.s.data();
     if (!sa.q_is_k) {
-      ch.cq.assign(static_cast<size_t>(n), T(0));
-      for (int64_t c = 0; c < d; ++c) {
-        const T a = sa.q[c];
-        const T* xc = ch.x.data() + c * n;
-        for (int64_t i = 0; i < n; ++i) ch.cq[i] = ch.cq[i] + a * xc[i];
-      }
+      ch.cq.resize(static_cast<size_t>(n));
+      project_cm(sa.q.data(), ch.x.data(), n, d, ch.cq.data());
       cq = ch.cq.data();
     }
     for (int64_t j = 0; j < S; ++j) {
@@ -441,15 +474,8 @@ void State<T>::project_chunk(const Chunk& ch, const std::vector<T>& dirs, std::v
                              int64_t stride) const {
   const int64_t d = d_, n = ch.n, m = static_cast<int64_t>(dirs.size()) / d;
   const int64_t row0 = chunk_row0_[&ch - chunks_.data()];
-  for (int64_t g = 0; g < m; ++g) {
-    T* p = proj.data() + g * stride + row0;
-    for (int64_t i = 0; i < n; ++i) p[i] = 0;
-    for (int64_t c = 0; c < d; ++c) {
-      const T a = dirs[g * d + c];
-      const T* xc = ch.x.data() + c * n;
-      for (int64_t i = 0; i < n; ++i) p[i] = p[i] + a * xc[i];
-    }
-  }
+  for (int64_t g = 0; g < m; ++g)
+    project_cm(dirs.data() + g * d, ch.x.data(), n, d, proj.data() + g * stride + row0);
 }
 
 template <class T>

@@ -93,6 +93,8 @@ class State {
   int64_t length(int64_t n) const;              // tokens held now for sequence n
   T at(int64_t n, int64_t i, int64_t c) const;  // coordinate c of token i of sequence n
   std::vector<T> token(int64_t n, int64_t i) const;
+  // Overwrites the token at global row `row` (the builder's FF through its table of values).
+  void set_row(int64_t row, const T* x);
   // Global row of token i of sequence n (dataset order while nothing collapsed).
   int64_t row(int64_t n, int64_t i) const;
 

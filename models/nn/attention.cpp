@@ -20,6 +20,7 @@ namespace {
 struct Registry {
   std::mutex mutex;
   std::map<std::string, AttentionFactory> factories;
+  std::map<std::string, ChannelMapFactory> maps;  // kinds with channel maps only
 };
 
 // Function-local so that registrars in any translation unit find it constructed.
@@ -31,6 +32,11 @@ Registry& registry() {
 }  // namespace
 
 void register_attention_kind(const std::string& name, AttentionFactory factory) {
+  register_attention_kind(name, std::move(factory), nullptr);
+}
+
+void register_attention_kind(const std::string& name, AttentionFactory factory,
+                             ChannelMapFactory maps) {
   GRADUS_CHECK(!name.empty(), "register_attention_kind", "the name must not be empty");
   GRADUS_CHECK(factory != nullptr, "register_attention_kind", "kind '{}' has no factory", name);
   Registry& r = registry();
@@ -38,6 +44,19 @@ void register_attention_kind(const std::string& name, AttentionFactory factory) 
   GRADUS_CHECK(r.factories.count(name) == 0, "register_attention_kind",
                "kind '{}' is already registered", name);
   r.factories.emplace(name, std::move(factory));
+  if (maps) r.maps.emplace(name, std::move(maps));
+}
+
+std::shared_ptr<ChannelMap> make_channel_map(const ModelConfig& config, ChannelMapSite site,
+                                             int64_t layer_index) {
+  ChannelMapFactory factory;
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    auto it = r.maps.find(config.attention_kind);
+    if (it != r.maps.end()) factory = it->second;
+  }
+  return factory ? factory(config, site, layer_index) : nullptr;
 }
 
 bool has_attention_kind(const std::string& name) {

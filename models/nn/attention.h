@@ -41,10 +41,38 @@ std::vector<std::string> attention_kinds();  // sorted
 std::shared_ptr<AttentionKind> make_attention(const ModelConfig& config, int64_t layer_index,
                                               Generator& init);
 
+// ---- channel maps: the one hook a kind has outside the attention ----
+// A per-channel map x: (..., C) -> (..., C) that a kind may place at two sites of the decoder:
+// after the token embedding (DecoderModel: h = map(embed(ids))) and before the feed-forward
+// (DecoderBlock: h + mlp(map(post_attention_layernorm(h)))). Graded transformers (models/graded)
+// scale those channels by their grades; every other kind has none, and the decoder is unchanged.
+class ChannelMap : public Module {
+ public:
+  virtual Tensor forward(const Tensor& x) = 0;
+  // Called once when the decoder is built, with the weights that read the map's output, each
+  // (rows, C) and used as x W^T or as a lookup table: a fixed diagonal map may absorb itself into
+  // them (scale their columns in place) and become the identity, the "folded" baseline of graded
+  // transformers. The default absorbs nothing.
+  virtual void fold_into(const std::vector<Tensor>& consumers) {}
+};
+enum class ChannelMapSite { embedding, mlp_input };
+// Builds a kind's map for a site (layer_index: the block; -1 for the embedding), or returns null
+// for none. Maps draw nothing from the initialisation generator, so a kind with maps initialises
+// its other weights exactly as it would without them.
+using ChannelMapFactory = std::function<std::shared_ptr<ChannelMap>(
+    const ModelConfig& config, ChannelMapSite site, int64_t layer_index)>;
+// The map of config.attention_kind at `site`, or null (kinds registered without a map factory).
+std::shared_ptr<ChannelMap> make_channel_map(const ModelConfig& config, ChannelMapSite site,
+                                             int64_t layer_index);
+// Registers `name` with channel maps as well (register_attention_kind without them).
+void register_attention_kind(const std::string& name, AttentionFactory factory,
+                             ChannelMapFactory maps);
+
 // Registers at static-initialisation time (one per kind, at namespace scope in the kind's file).
 struct AttentionKindRegistrar {
-  AttentionKindRegistrar(const std::string& name, AttentionFactory factory) {
-    register_attention_kind(name, std::move(factory));
+  AttentionKindRegistrar(const std::string& name, AttentionFactory factory,
+                         ChannelMapFactory maps = nullptr) {
+    register_attention_kind(name, std::move(factory), std::move(maps));
   }
 };
 

@@ -14,11 +14,18 @@ DecoderBlock::DecoderBlock(const ModelConfig& config, int64_t layer_index, Gener
   post_attention_layernorm_ =
       register_module("post_attention_layernorm",
                       std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps));
+  mlp_input_map_ = make_channel_map(config, ChannelMapSite::mlp_input, layer_index);
+  if (mlp_input_map_) {
+    register_module("mlp_input_map", mlp_input_map_);
+    mlp_input_map_->fold_into({mlp_->gate_proj()->weight(), mlp_->up_proj()->weight()});
+  }
 }
 
 Tensor DecoderBlock::forward(const Tensor& x, int64_t position_offset) {
   Tensor h = x + self_attn_->forward(input_layernorm_->forward(x), position_offset);
-  return h + mlp_->forward(post_attention_layernorm_->forward(h));
+  Tensor y = post_attention_layernorm_->forward(h);
+  if (mlp_input_map_) y = mlp_input_map_->forward(y);
+  return h + mlp_->forward(y);
 }
 
 }  // namespace gradus

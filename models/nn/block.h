@@ -1,6 +1,7 @@
 // DecoderBlock: one pre-norm transformer layer, as Hugging Face LlamaDecoderLayer:
 //   h   = x + self_attn(input_layernorm(x))
 //   out = h + mlp(post_attention_layernorm(h))
+// (with a kind's channel map, attention.h: out = h + mlp(map(post_attention_layernorm(h)))).
 // The attention is whatever kind config.attention_kind names in the registry (attention.h); the
 // block does not know the kinds.
 #pragma once
@@ -31,11 +32,15 @@ class DecoderBlock : public Module {
   const std::shared_ptr<RMSNorm>& post_attention_layernorm() const {
     return post_attention_layernorm_;
   }
+  // The kind's map before the feed-forward (attention.h, ChannelMap), registered as
+  // "mlp_input_map" after the norms; null for kinds without one.
+  const std::shared_ptr<ChannelMap>& mlp_input_map() const { return mlp_input_map_; }
 
  private:
   std::shared_ptr<AttentionKind> self_attn_;
   std::shared_ptr<SwiGLU> mlp_;
   std::shared_ptr<RMSNorm> input_layernorm_, post_attention_layernorm_;
+  std::shared_ptr<ChannelMap> mlp_input_map_;
 };
 
 }  // namespace gradus

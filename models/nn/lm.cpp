@@ -14,6 +14,11 @@ DecoderModel::DecoderModel(const ModelConfig& config, Generator& gen) : config_(
     layers_->push_back(std::make_shared<DecoderBlock>(config, i, gen));
   norm_ =
       register_module("norm", std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps));
+  embed_map_ = make_channel_map(config, ChannelMapSite::embedding, -1);
+  if (embed_map_) {
+    register_module("embed_map", embed_map_);
+    embed_map_->fold_into({embed_tokens_->weight()});
+  }
 }
 
 Tensor DecoderModel::forward(const Tensor& ids, int64_t position_offset) {
@@ -27,6 +32,7 @@ Tensor DecoderModel::forward(const Tensor& ids, int64_t position_offset) {
       position_offset, position_offset + ids.size(1) - 1, config_.max_position_embeddings,
       ids.describe(), position_offset);
   Tensor h = embed_tokens_->forward(ids);
+  if (embed_map_) h = embed_map_->forward(h);
   for (size_t i = 0; i < layers_->size(); ++i) h = layer(i)->forward(h, position_offset);
   return norm_->forward(h);
 }

@@ -37,9 +37,13 @@ class DecoderModel : public Module {
   const std::shared_ptr<ModuleList>& layers() const { return layers_; }
   std::shared_ptr<DecoderBlock> layer(size_t i) const { return layers_->at<DecoderBlock>(i); }
   const std::shared_ptr<RMSNorm>& norm() const { return norm_; }
+  // The kind's map after the embedding (attention.h, ChannelMap), registered as "embed_map" after
+  // the final norm; null for kinds without one.
+  const std::shared_ptr<ChannelMap>& embed_map() const { return embed_map_; }
 
  private:
   ModelConfig config_;
+  std::shared_ptr<ChannelMap> embed_map_;
   std::shared_ptr<Embedding> embed_tokens_;
   std::shared_ptr<ModuleList> layers_;
   std::shared_ptr<RMSNorm> norm_;

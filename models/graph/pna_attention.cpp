@@ -1,0 +1,175 @@
+#include "models/graph/pna_attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "autodiff/ops/dropout.h"
+#include "autodiff/ops/elementwise.h"
+#include "autodiff/ops/graph.h"
+#include "autodiff/ops/mask.h"
+#include "autodiff/ops/matmul.h"
+#include "autodiff/ops/reduce.h"
+#include "autodiff/ops/rope.h"
+#include "autodiff/ops/shape.h"
+#include "autodiff/ops/softmax.h"
+#include "autodiff/ops/view.h"
+#include "core/error.h"
+
+namespace gradus::graph {
+
+namespace {
+
+std::vector<std::string> split_names(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    out.push_back(
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+template <class E>
+std::vector<E> parse_list(const char* key, const std::string& text,
+                          const std::vector<std::string>& names) {
+  std::vector<E> out;
+  for (const std::string& n : split_names(text)) {
+    auto it = std::find(names.begin(), names.end(), n);
+    GRADUS_CHECK(it != names.end(), "ModelConfig",
+                 "{} must be a comma-separated list of {}, found \"{}\"", key,
+                 fmt::join(names, ", "), text);
+    const E e = static_cast<E>(it - names.begin());
+    GRADUS_CHECK(std::find(out.begin(), out.end(), e) == out.end(), "ModelConfig",
+                 "{} lists \"{}\" twice in \"{}\"", key, n, text);
+    out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<PnaAggregator> parse_pna_aggregators(const std::string& text) {
+  return parse_list<PnaAggregator>("pna_aggregators", text,
+                                   {"sum", "mean", "max", "min", "var", "std"});
+}
+
+std::vector<PnaScaler> parse_pna_scalers(const std::string& text) {
+  return parse_list<PnaScaler>("pna_scalers", text, {"identity", "amplification", "attenuation"});
+}
+
+Tensor pna_features(const Tensor& a, const Tensor& v, const std::vector<PnaAggregator>& aggregators,
+                    const std::vector<PnaScaler>& scalers, double delta, double* delta_used) {
+  GRADUS_CHECK(!aggregators.empty() && !scalers.empty(), "pna_features",
+               "expected at least one aggregator and one scaler");
+  const int64_t D = v.size(-1);
+  auto wants = [&](PnaAggregator g) {
+    return std::find(aggregators.begin(), aggregators.end(), g) != aggregators.end();
+  };
+  const bool second_moment = wants(PnaAggregator::var) || wants(PnaAggregator::std);
+  const bool first_moment =
+      second_moment || wants(PnaAggregator::sum) || wants(PnaAggregator::mean);
+  const bool need_degree = second_moment || wants(PnaAggregator::mean) ||
+                           std::any_of(scalers.begin(), scalers.end(),
+                                       [](PnaScaler sc) { return sc != PnaScaler::identity; });
+  Tensor deg;  // (B, H, T, 1), a zero degree replaced by 1 (an isolated token divides by 1)
+  if (need_degree) {
+    Tensor raw = sum(a, {-1}, true);
+    deg = raw + (1.0 - greater_mask(raw, 0.0));
+  }
+  Tensor agg_sum, agg_sq;  // A' v and A' v^2: one product over [v | v^2] when both are needed
+  if (second_moment) {
+    std::vector<Tensor> parts = split(matmul(a, concat({v, v * v}, -1)), {D, D}, -1);
+    agg_sum = parts[0];
+    agg_sq = parts[1];
+  } else if (first_moment) {
+    agg_sum = matmul(a, v);
+  }
+  Tensor agg_mean, agg_var;
+  if (wants(PnaAggregator::mean) || second_moment) agg_mean = agg_sum / deg;
+  if (second_moment) agg_var = relu(agg_sq / deg - agg_mean * agg_mean);
+
+  std::vector<Tensor> blocks;
+  for (PnaAggregator g : aggregators) {
+    switch (g) {
+      case PnaAggregator::sum: blocks.push_back(agg_sum); break;
+      case PnaAggregator::mean: blocks.push_back(agg_mean); break;
+      case PnaAggregator::max: blocks.push_back(neighbour_max(a, v)); break;
+      case PnaAggregator::min: blocks.push_back(neighbour_min(a, v)); break;
+      case PnaAggregator::var: blocks.push_back(agg_var); break;
+      case PnaAggregator::std: blocks.push_back(sqrt(agg_var + 1e-5)); break;
+    }
+  }
+  Tensor features = blocks.size() == 1 ? blocks[0] : concat(blocks, -1);  // (..., L, n d)
+  if (scalers.size() > 1 || scalers[0] != PnaScaler::identity) {
+    Tensor log_deg = log(deg + 1.0);                       // (B, H, T, 1)
+    if (delta <= 0) delta = mean(detach(log_deg)).item();  // a constant, as PNA's delta
+    if (delta_used != nullptr) *delta_used = delta;
+    std::vector<Tensor> scaled;
+    for (PnaScaler sc : scalers) {
+      switch (sc) {
+        case PnaScaler::identity: scaled.push_back(features); break;
+        case PnaScaler::amplification: scaled.push_back(features * (log_deg / delta)); break;
+        case PnaScaler::attenuation: scaled.push_back(features * (delta / log_deg)); break;
+      }
+    }
+    features = scaled.size() == 1 ? scaled[0] : concat(scaled, -1);
+  }
+  return features;
+}
+
+PnaAttention::PnaAttention(const ModelConfig& c, Generator& gen)
+    : hidden_size_(c.hidden_size),
+      num_heads_(c.num_attention_heads),
+      head_dim_(c.head_dim()),
+      mlp_dim_(static_cast<int64_t>(c.graph_mlp_multiplier * static_cast<double>(c.head_dim()))),
+      rope_theta_(c.rope_theta),
+      attention_dropout_(c.attention_dropout),
+      temperature_(c.graph_temperature),
+      delta_(c.pna_delta),
+      softmax_adjacency_(c.pna_adjacency == "softmax") {
+  c.validate();
+  threshold_ = {parse_threshold_mode("pna_threshold_mode", c.pna_threshold_mode), c.graph_threshold,
+                c.graph_beta, c.graph_topk_fraction};
+  aggregators_ = parse_pna_aggregators(c.pna_aggregators);
+  scalers_ = parse_pna_scalers(c.pna_scalers);
+  const int64_t C = hidden_size_, H = num_heads_, D = head_dim_;
+  q_proj_ = register_module("q_proj", std::make_shared<Linear>(C, C, false, gen));
+  k_proj_ = register_module("k_proj", std::make_shared<Linear>(C, C, false, gen));
+  v_proj_ = register_module("v_proj", std::make_shared<Linear>(C, C, false, gen));
+  o_proj_ = register_module("o_proj", std::make_shared<Linear>(C, C, false, gen));
+  mlp_in_ = register_module(
+      "mlp_in", std::make_shared<HeadLinear>(H, feature_blocks() * D, mlp_dim_, false, gen));
+  mlp_out_ = register_module("mlp_out", std::make_shared<HeadLinear>(H, mlp_dim_, D, false, gen));
+}
+
+Tensor PnaAttention::forward(const Tensor& x, int64_t position_offset) {
+  GRADUS_CHECK(x.dim() == 3 && x.size(2) == hidden_size_, "PnaAttention",
+               "expected x of shape (B, T, {}) but found {}", hidden_size_, x.describe());
+  const int64_t B = x.size(0), T = x.size(1), H = num_heads_, D = head_dim_;
+  auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, D}), 1, 2); };
+  Tensor q = rope(heads(q_proj_->forward(x)), rope_theta_, position_offset);
+  Tensor k = rope(heads(k_proj_->forward(x)), rope_theta_, position_offset);
+  Tensor v = heads(v_proj_->forward(x));
+  const double scale =
+      1.0 / (std::sqrt(static_cast<double>(D)) * (softmax_adjacency_ ? temperature_ : 1.0));
+  Tensor s = matmul(q * scale, transpose(k, -2, -1));  // (B, H, T, T)
+  Tensor a =
+      softmax_adjacency_ ? softmax(causal_masked_fill(s), -1) : relu(causal_masked_fill(s, 0.0));
+  a = gradus::dropout(a, attention_dropout_, *rng(), is_training());
+  a = threshold_adjacency(a, threshold_);
+
+  Tensor features = pna_features(a, v, aggregators_, scalers_, delta_, &last_delta_);
+  Tensor h = mlp_out_->forward(silu(mlp_in_->forward(features)));  // (B, H, T, D)
+  return o_proj_->forward(reshape(transpose(h, 1, 2), {B, T, H * D}));
+}
+
+namespace {
+const AttentionKindRegistrar kPna("pna", [](const ModelConfig& config, int64_t /*layer_index*/,
+                                            Generator& init) {
+  return std::make_shared<PnaAttention>(config, init);
+});
+}  // namespace
+
+}  // namespace gradus::graph

@@ -41,11 +41,21 @@ const std::vector<std::string>& required_config_keys() {
 }
 
 // Keys whose values change what the weights compute: a model loading a checkpoint must agree.
+// Besides the Llama keys, every option of an attention kind (graded_*, gin_*, pna_*) except its
+// dropout rates, which change training only.
 const std::vector<std::string>& architecture_keys() {
-  static const std::vector<std::string> kKeys = {
-      "vocab_size",        "hidden_size",         "intermediate_size",
-      "num_hidden_layers", "num_attention_heads", "rms_norm_eps",
-      "rope_theta",        "tie_word_embeddings", "attention_kind"};
+  static const std::vector<std::string> kKeys = [] {
+    std::vector<std::string> keys = {
+        "vocab_size",        "hidden_size",         "intermediate_size",
+        "num_hidden_layers", "num_attention_heads", "rms_norm_eps",
+        "rope_theta",        "tie_word_embeddings", "attention_kind"};
+    for (const auto& [key, value] : ModelConfig().to_map()) {
+      const bool kind_option = key.rfind("graded_", 0) == 0 || key.rfind("gin_", 0) == 0 ||
+                               key.rfind("pna_", 0) == 0;
+      if (kind_option && key.find("dropout") == std::string::npos) keys.push_back(key);
+    }
+    return keys;
+  }();
   return kKeys;
 }
 

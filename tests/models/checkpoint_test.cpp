@@ -231,6 +231,19 @@ TEST_F(CheckpointTest, LoadIntoListsEveryMismatchAtOnceAndChangesNothing) {
   expect_unchanged(target, before);
 }
 
+TEST_F(CheckpointTest, AttentionKindOptionsMustAgree) {
+  // An option of an attention kind (here the EGT base) changes what the weights compute.
+  Generator gen(8);
+  DecoderLM lm(tiny_config(), gen);
+  Metadata meta = lm.config().to_map();
+  meta["graded_base"] = "3";
+  save_safetensors(path("graded.safetensors"), lm.named_parameters(), meta);
+  Generator gen2(9);
+  DecoderLM target(tiny_config(), gen2);
+  const std::string err = error_of([&] { load_into(path("graded.safetensors"), target); });
+  EXPECT_CONTAINS(err, "config mismatch: graded_base is 3 in the file");
+}
+
 TEST_F(CheckpointTest, TrainingOnlyKeysMayDiffer) {
   // attention_dropout and max_position_embeddings do not change what the weights compute.
   Generator gen(8);

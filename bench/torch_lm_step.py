@@ -59,6 +59,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--attention", default="std", choices=["std", "lgt", "egt", "gin", "pna"])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -73,8 +74,9 @@ def main():
         torch_graph_attention.replace_attention(model, args.attention)
     elif args.attention != "std":
         add_grading(model, model.cfg)
+    model = model.to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
-    ids = torch.randint(0, p["vocab"], (p["batch"], p["seq"] + 1))
+    ids = torch.randint(0, p["vocab"], (p["batch"], p["seq"] + 1), device=args.device)
     inputs, targets = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
 
     def step():
@@ -83,9 +85,11 @@ def main():
         loss = F.cross_entropy(logits.view(-1, p["vocab"]), targets.view(-1))
         loss.backward()
         opt.step()
-        return loss.item()
+        return loss.item()  # waits for the GPU: the step is timed whole
 
     step()
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ms = []
     for _ in range(args.steps):
@@ -103,6 +107,9 @@ def main():
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "rss_growth_bytes_during_timing": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) * 1024,
         "final_loss": loss,
+        "device": args.device,
+        # GPU: the caching allocator's peak during the timed steps (Gradus reports the same).
+        "peak_gpu_bytes": torch.cuda.max_memory_allocated() if args.device == "cuda" else 0,
     }))
 
 

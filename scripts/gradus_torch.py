@@ -214,11 +214,11 @@ class Attention(nn.Module):
             return t.view(B, T, H, D).transpose(1, 2)
 
         q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
-        cos, sin = rope_tables(T, D, self.theta, x.dtype)
+        cos, sin = (t.to(x.device) for t in rope_tables(T, D, self.theta, x.dtype))
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         scores = q @ k.transpose(-2, -1) / math.sqrt(D)  # (B, H, T, T)
-        mask = torch.ones(T, T, dtype=torch.bool).triu(1)  # key after query
+        mask = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)  # key after query
         p = scores.masked_fill(mask, float("-inf")).softmax(-1)
         p = F.dropout(p, self.dropout, self.training)
         out = (p @ v).transpose(1, 2).reshape(B, T, C)

@@ -351,7 +351,23 @@ class Builder {
     const std::vector<T> at = as_t<T>(iso.a);
     const int64_t u = static_cast<int64_t>(entry_start_.size()) - 1;
     iso.dots.resize(static_cast<size_t>(u));
-    for (int64_t e = 0; e < u; ++e) iso.dots[e] = dot(at.data(), uval_.data() + e * d_, d_);
+    // Four values at a time: four independent chains, each in model.h's order.
+    int64_t e0 = 0;
+    for (; e0 + 4 <= u; e0 += 4) {
+      const T* x = uval_.data() + e0 * d_;
+      T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      for (int64_t c = 0; c < d_; ++c) {
+        a0 = a0 + at[c] * x[c];
+        a1 = a1 + at[c] * x[d_ + c];
+        a2 = a2 + at[c] * x[2 * d_ + c];
+        a3 = a3 + at[c] * x[3 * d_ + c];
+      }
+      iso.dots[e0] = a0;
+      iso.dots[e0 + 1] = a1;
+      iso.dots[e0 + 2] = a2;
+      iso.dots[e0 + 3] = a3;
+    }
+    for (; e0 < u; ++e0) iso.dots[e0] = dot(at.data(), uval_.data() + e0 * d_, d_);
     const T pt = dot(at.data(), t_img.data(), d_);
     iso.pt = static_cast<double>(pt);
     double g = std::numeric_limits<double>::infinity();
@@ -360,8 +376,7 @@ class Builder {
     for (int64_t e = 0; e < u; ++e) {
       const T p = iso.dots[e];
       if (p == pt) {
-        if (std::memcmp(uval_.data() + e * d_, t_img.data(), sizeof(T) * d_) != 0)
-          collision = true;
+        if (std::memcmp(uval_.data() + e * d_, t_img.data(), sizeof(T) * d_) != 0) collision = true;
         continue;
       }
       const double diff = static_cast<double>(p) - iso.pt;
@@ -376,14 +391,20 @@ class Builder {
 
   // A split block: its FF over the distinct values (exactly the evaluator's arithmetic for each
   // token, written back to every row of the value), then its SA, if any, over the tokens.
-  void add_split_block(Block b) {
+  // `adots` (when given): dot(a, value) for every value, a the hat's direction before the sign
+  // sigma; the compiled direction is sigma * a, and dot(-a, x) = -dot(a, x) exactly.
+  void add_split_block(Block b, const std::vector<T>* adots = nullptr, T sigma = 1) {
     const CompiledBlock<T> cb = compile_block<T>(b, d_, nullptr);
     const CompiledFF<T>& ff = cb.ff;
     const int64_t u = static_cast<int64_t>(entry_start_.size()) - 1, G = ff.num_dirs;
+    GRADUS_CHECK(adots == nullptr || G == 1, "build-hardmax", "a hat has one direction");
     std::vector<T> dots(static_cast<size_t>(G)), h(static_cast<size_t>(ff.width));
     for (int64_t e = 0; e < u; ++e) {
       T* x = uval_.data() + e * d_;
-      for (int64_t g = 0; g < G; ++g) dots[g] = dot(ff.dirs.data() + g * d_, x, d_);
+      if (adots != nullptr)
+        dots[0] = sigma < 0 ? -(*adots)[e] : (*adots)[e];
+      else
+        for (int64_t g = 0; g < G; ++g) dots[g] = dot(ff.dirs.data() + g * d_, x, d_);
       bool on = false;
       for (const auto& [g, sg, bmax] : ff.groups) on |= sg * dots[g] + bmax > 0;
       if (!on) continue;
@@ -466,7 +487,7 @@ class Builder {
     b.role = BlockRole::split;
     b.ff = hat<T>(best.a, best.pt, eps, sigma, lift);
     if (with_sa) b.sa = along<T>(v_, alpha_s_);
-    add_split_block(std::move(b));
+    add_split_block(std::move(b), &best.dots, static_cast<T>(sigma));
     ++rep_.split_blocks;
     // The lift must have made t the leader of G_t and left the others' leader alone.
     for (int64_t n : inside)
@@ -479,17 +500,6 @@ class Builder {
         throw AttemptFailed{
             fmt::format("split {}: sequence {} lost its leader", rep_.split_blocks, n)};
     return {std::move(inside), std::move(outside)};
-  }
-
-  bool row_equals(int64_t row, const std::vector<T>& p) const {
-    // Nothing has collapsed during the splits, so state rows are dataset rows.
-    const int64_t n = std::upper_bound(data_.offsets.begin(), data_.offsets.end(), row) -
-                      data_.offsets.begin() - 1;
-    for (int64_t c = 0; c < d_; ++c) {
-      const T v = state_->at(n, row - data_.offsets[n], c);
-      if (std::memcmp(&p[c], &v, sizeof(T)) != 0) return false;
-    }
-    return true;
   }
 
   // The smallest lead of a leader's v-score over the other points of its sequence.

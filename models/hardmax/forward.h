@@ -127,7 +127,6 @@ class State {
     int64_t dots_dirs = -1;
     // scratch
     std::vector<T> s, cq, mean, amean;
-    std::vector<uint8_t> active;
     std::vector<int32_t> active_list;
   };
   void apply_chunk(Chunk& ch, const CompiledBlock<T>& block, const T* ff_dots = nullptr);

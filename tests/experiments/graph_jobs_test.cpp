@@ -1,15 +1,17 @@
 // The graph-aware kinds from a descriptor: their keys resolve with their defaults, every bad value
 // is reported with its path, what was expected and what was found, and a tiny "gin" run of
 // experiments/lm_tiny_test.json trains, checkpoints and resumes bit for bit. The fine-tuning runner
-// (graph-finetune) on a saved base with each adapter.
+// (graph-finetune) on a saved base with each adapter. The protein-like data's labelling rules.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include "experiments/lib/descriptor.h"
 #include "experiments/lib/graph_finetune.h"
+#include "experiments/lib/graph_protein_data.h"
 #include "experiments/lib/lm_job.h"
 #include "models/checkpoint/checkpoint.h"
 
@@ -49,6 +51,14 @@ TEST(GraphDescriptor, KeysResolveWithTheirDefaults) {
   EXPECT_EQ(p.model.pna_aggregators, "max,min,std");
   EXPECT_EQ(p.model.gin_self_term, "1+eps");
   EXPECT_EQ(p.model.pna_delta, 1.5);
+}
+
+TEST(GraphDescriptor, ProteinDescriptorIsValid) {
+  Descriptor d = load_descriptor((repo_root() / "experiments" / "graph_protein.json").string(),
+                                 {"model.attention_kind=pna"});
+  EXPECT_EQ(d.data.corpus, "data/protein_like.txt");
+  EXPECT_EQ(d.model.attention_kind, "pna");
+  EXPECT_EQ(d.train.schedule, "constant");
 }
 
 TEST(GraphDescriptor, ErrorsNameThePathExpectedAndFound) {
@@ -171,6 +181,36 @@ TEST(GraphFinetune, RunsEachAdapterOnASavedBase) {
     EXPECT_NE(log.str().find("trainable"), std::string::npos);
   }
   fs::remove_all(dir);
+}
+
+// The labels follow the relational rules: a helix motif hyd(i), polar i+1, i+2, hyd(i+3), hyd(i+4);
+// a strand motif alternating hyd/polar over i..i+4; the two most frequent structures, ties H, E, C.
+TEST(ProteinData, LabelsFollowTheRelationalRules) {
+  // A = hydrophobic, K = polar.
+  EXPECT_EQ(structure_of("AKKAAKKAAK"), "HHHHHHHHHC");
+  EXPECT_EQ(structure_of("KAKAKAKK"), "CEEEEECC");
+  EXPECT_EQ(structure_of("KKKKKK"), "CCCCCC");
+  EXPECT_EQ(protein_line("AKKAAKKAAK"), "<seq>AKKAAKKAAK</seq><AH><UNSTRUCTURED>");
+  EXPECT_EQ(protein_line("KAKAKAKK"), "<seq>KAKAKAKK</seq><BS><UNSTRUCTURED>");
+  // Ties go H, E, C: no H and no E here, so the second class is H.
+  EXPECT_EQ(protein_line("KKKKK"), "<seq>KKKKK</seq><UNSTRUCTURED><AH>");
+  ProteinDataOptions o;
+  o.count = 300;
+  o.seed = 5;
+  const std::vector<std::string> a = protein_lines(o), b = protein_lines(o);
+  EXPECT_EQ(a, b);  // deterministic
+  std::set<std::string> classes;
+  for (const std::string& line : a) {
+    ASSERT_EQ(line.rfind("<seq>", 0), 0u) << line;
+    const size_t end = line.find("</seq>");
+    ASSERT_NE(end, std::string::npos) << line;
+    const std::string seq = line.substr(5, end - 5);
+    EXPECT_GE(seq.size(), 24u);
+    EXPECT_LE(seq.size(), 64u);
+    EXPECT_EQ(protein_line(seq), line);
+    classes.insert(line.substr(end + 6));
+  }
+  EXPECT_EQ(classes.size(), 6u);  // every ordered pair of two different structures occurs
 }
 
 }  // namespace

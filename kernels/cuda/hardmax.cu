@@ -11,19 +11,12 @@
 
 #include "core/tensor.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/rounded.cuh"
 #include "kernels/hardmax.h"
 
 namespace gradus::cuda {
 namespace {
 
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
-__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
-__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
 
 // a . x summed in coordinate order from 0. a, x: (C)
 template <class T> __device__ T dot_rn(const T* a, const T* x, int64_t C) {

@@ -12,27 +12,17 @@
 
 #include "core/tensor.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/rounded.cuh"
 
 namespace gradus::cuda {
 namespace {
 
-// ---- exactly rounded arithmetic (no contraction) ----
-__device__ __forceinline__ float add(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double add(double a, double b) { return __dadd_rn(a, b); }
-__device__ __forceinline__ float sub(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ double sub(double a, double b) { return __dsub_rn(a, b); }
-__device__ __forceinline__ float mul(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ float div(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ double div(double a, double b) { return __ddiv_rn(a, b); }
-__device__ __forceinline__ float sqrt_rn(float a) { return __fsqrt_rn(a); }
-__device__ __forceinline__ double sqrt_rn(double a) { return __dsqrt_rn(a); }
 
 // torch.lerp's formula, as on the CPU: two branches keep the result exact at weight 0 and 1.
 template <class T>
 __device__ __forceinline__ T lerp(T start, T end, T weight) {
-  return weight < T(0.5) ? add(start, mul(weight, sub(end, start)))
-                         : sub(end, mul(sub(end, start), sub(T(1), weight)));
+  return weight < T(0.5) ? add_rn(start, mul_rn(weight, sub_rn(end, start)))
+                         : sub_rn(end, mul_rn(sub_rn(end, start), sub_rn(T(1), weight)));
 }
 
 // Runs launch(pack, offset, count) for the 16-byte packed head of [0, n) when every pointer is
@@ -55,13 +45,13 @@ struct SgdCoeffs {
 template <class T>
 __device__ __forceinline__ void sgd_one(T& param, T grad, T& buf, const SgdCoeffs<T>& c) {
   T g = grad;
-  if (c.use_wd) g = add(g, mul(c.wd, param));
+  if (c.use_wd) g = add_rn(g, mul_rn(c.wd, param));
   if (c.use_momentum) {
-    const T b = c.first ? g : add(mul(c.momentum, buf), mul(c.keep, g));
+    const T b = c.first ? g : add_rn(mul_rn(c.momentum, buf), mul_rn(c.keep, g));
     buf = b;
-    g = c.nesterov ? add(g, mul(c.momentum, b)) : b;
+    g = c.nesterov ? add_rn(g, mul_rn(c.momentum, b)) : b;
   }
-  param = sub(param, mul(c.lr, g));
+  param = sub_rn(param, mul_rn(c.lr, g));
 }
 
 // param, grad, buf: (packs * P); buf is read only with momentum after the first step (it is
@@ -118,14 +108,14 @@ template <class T>
 __device__ __forceinline__ void adam_one(T& param, T grad, T& m, T& v, const AdamCoeffs<T>& c) {
   T x = param;
   T g = grad;
-  if (c.decoupled) x = mul(x, c.decay);
-  if (c.l2) g = add(g, mul(c.wd, x));
+  if (c.decoupled) x = mul_rn(x, c.decay);
+  if (c.l2) g = add_rn(g, mul_rn(c.wd, x));
   const T mi = lerp(m, g, c.w1);
-  const T vi = add(mul(c.beta2, v), mul(c.w2, mul(g, g)));
+  const T vi = add_rn(mul_rn(c.beta2, v), mul_rn(c.w2, mul_rn(g, g)));
   m = mi;
   v = vi;
-  const T denom = add(div(sqrt_rn(vi), c.bc2_sqrt), c.eps);
-  param = sub(x, mul(c.step_size, div(mi, denom)));
+  const T denom = add_rn(div_rn(sqrt_rn(vi), c.bc2_sqrt), c.eps);
+  param = sub_rn(x, mul_rn(c.step_size, div_rn(mi, denom)));
 }
 
 // param, grad, exp_avg, exp_avg_sq: (packs * P).
@@ -264,7 +254,7 @@ __global__ void scale_inplace_kernel(T* x, int64_t packs, acc_t<T> factor) {
   GRADUS_CUDA_LOOP(q, packs) {
     V v = reinterpret_cast<const V*>(x)[q];
 #pragma unroll
-    for (int l = 0; l < P; ++l) v.v[l] = from_acc<T>(mul(to_acc(v.v[l]), factor));
+    for (int l = 0; l < P; ++l) v.v[l] = from_acc<T>(mul_rn(to_acc(v.v[l]), factor));
     reinterpret_cast<V*>(x)[q] = v;
   }
 }

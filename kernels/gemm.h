@@ -43,4 +43,17 @@ struct GemmArgs {
 using GemmFn = void (*)(const GemmArgs& args);
 inline constexpr const char* kGemm = "gemm";
 
+// ---- shared by the backends (kernels/gemm_layout.cpp) ----
+// v in [0, INT_MAX]: what BLAS and cuBLAS take for a size or leading dimension.
+bool gemm_fits_int(int64_t v);
+// Throws naming the argument when a size does not fit `library`'s int (the batch count too with
+// batch_too) or a leading dimension is below its column count (and at least 1).
+void gemm_check_dims(const GemmArgs& g, const char* library, bool batch_too);
+// The batch stacked along m: C[b] and A[b] are consecutive row blocks of one taller matrix while
+// B is shared, so the whole batch is one gemm with m' = batch * m.
+bool gemm_can_fold_m(const GemmArgs& g);
+// Accumulation into one C (stride_c == 0) with A[b] and B[b] consecutive along k: the sum over the
+// batch is one gemm with k' = batch * k (e.g. dW = X^T dY over every row of a batch).
+bool gemm_can_fold_k(const GemmArgs& g);
+
 }  // namespace gradus::kernels

@@ -34,8 +34,6 @@ void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, double alpha, 
               k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-bool fits_blasint(int64_t v) { return v >= 0 && v <= INT_MAX; }
-
 // One gemm on a single (m, n, k) problem; k == 0 is handled here because BLAS implementations
 // disagree on whether they scale C then. Sizes were checked to fit blasint (no throw here: this
 // runs inside OpenMP regions).
@@ -52,53 +50,20 @@ void gemm_one(const GemmArgs& g, int64_t m, int64_t k, const T* a, const T* b, T
             static_cast<blasint>(g.ldb), beta, c, static_cast<blasint>(g.ldc));
 }
 
-// Leading dimensions BLAS accepts: at least the stored column count, and at least 1; every size
-// within the BLAS integer type.
-void check_dims(const GemmArgs& g) {
-  for (int64_t v : {g.m, g.n, g.k, g.lda, g.ldb, g.ldc})
-    GRADUS_CHECK(fits_blasint(v), kGemm,
-                 "a size or leading dimension ({}) does not fit the BLAS integer type", v);
-  auto need = [](int64_t cols) { return cols > 1 ? cols : int64_t{1}; };
-  GRADUS_CHECK(g.lda >= need(g.trans_a ? g.m : g.k), kGemm, "lda = {} below the column count of A",
-               g.lda);
-  GRADUS_CHECK(g.ldb >= need(g.trans_b ? g.k : g.n), kGemm, "ldb = {} below the column count of B",
-               g.ldb);
-  GRADUS_CHECK(g.ldc >= need(g.n), kGemm, "ldc = {} below the column count n = {} of C", g.ldc,
-               g.n);
-}
-
-// The batch stacked along m: C[b] and A[b] are consecutive row blocks of one taller matrix while
-// B is shared, so the whole batch is one gemm with m' = batch * m.
-bool can_fold_m(const GemmArgs& g) {
-  if (g.stride_b != 0 || g.stride_c != g.m * g.ldc || !fits_blasint(g.batch * g.m)) return false;
-  return g.trans_a ? (g.stride_a == g.m && g.lda >= g.batch * g.m) : g.stride_a == g.m * g.lda;
-}
-
-// Accumulation into one C (stride_c == 0) with A[b] and B[b] consecutive along k: the sum over the
-// batch is one gemm with k' = batch * k (e.g. dW = X^T dY over every row of a batch).
-bool can_fold_k(const GemmArgs& g) {
-  if (g.stride_c != 0 || !fits_blasint(g.batch * g.k)) return false;
-  const bool a_ok =
-      g.trans_a ? g.stride_a == g.k * g.lda : (g.stride_a == g.k && g.lda >= g.batch * g.k);
-  const bool b_ok =
-      g.trans_b ? (g.stride_b == g.k && g.ldb >= g.batch * g.k) : g.stride_b == g.k * g.ldb;
-  return a_ok && b_ok;
-}
-
 template <class T>
 void gemm(const GemmArgs& g) {
   GRADUS_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0 && g.batch >= 0, kGemm,
                "negative size (m, n, k, batch) = ({}, {}, {}, {})", g.m, g.n, g.k, g.batch);
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
-  check_dims(g);
+  gemm_check_dims(g, "BLAS", /*batch_too=*/false);
   const T* a = static_cast<const T*>(g.a);
   const T* b = static_cast<const T*>(g.b);
   T* c = static_cast<T*>(g.c);
   const T beta = static_cast<T>(g.beta);
 
   if (g.batch == 1) return gemm_one<T>(g, g.m, g.k, a, b, beta, c);
-  if (can_fold_m(g)) return gemm_one<T>(g, g.batch * g.m, g.k, a, b, beta, c);
-  if (can_fold_k(g)) return gemm_one<T>(g, g.m, g.batch * g.k, a, b, beta, c);
+  if (gemm_can_fold_m(g)) return gemm_one<T>(g, g.batch * g.m, g.k, a, b, beta, c);
+  if (gemm_can_fold_k(g)) return gemm_one<T>(g, g.m, g.batch * g.k, a, b, beta, c);
 
   if (g.stride_c == 0) {  // accumulate in batch order: sequential, BLAS threads each product
     for (int64_t i = 0; i < g.batch; ++i)

@@ -19,42 +19,10 @@ namespace gradus::cuda {
 namespace {
 
 using kernels::GemmArgs;
+using kernels::gemm_can_fold_k;
+using kernels::gemm_can_fold_m;
+using kernels::gemm_check_dims;
 using kernels::kGemm;
-
-bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
-
-// Leading dimensions cuBLAS accepts (the same rule as the CPU's BLAS): at least the stored column
-// count and at least 1; every size within cuBLAS's int.
-void check_dims(const GemmArgs& g) {
-  for (int64_t v : {g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.batch})
-    GRADUS_CHECK(fits_int(v), kGemm, "a size or leading dimension ({}) does not fit cuBLAS's int",
-                 v);
-  auto need = [](int64_t cols) { return cols > 1 ? cols : int64_t{1}; };
-  GRADUS_CHECK(g.lda >= need(g.trans_a ? g.m : g.k), kGemm, "lda = {} below the column count of A",
-               g.lda);
-  GRADUS_CHECK(g.ldb >= need(g.trans_b ? g.k : g.n), kGemm, "ldb = {} below the column count of B",
-               g.ldb);
-  GRADUS_CHECK(g.ldc >= need(g.n), kGemm, "ldc = {} below the column count n = {} of C", g.ldc,
-               g.n);
-}
-
-// The batch stacked along m: C[b] and A[b] are consecutive row blocks of one taller matrix while
-// B is shared, so the whole batch is one gemm with m' = batch * m (as on the CPU).
-bool can_fold_m(const GemmArgs& g) {
-  if (g.stride_b != 0 || g.stride_c != g.m * g.ldc || !fits_int(g.batch * g.m)) return false;
-  return g.trans_a ? (g.stride_a == g.m && g.lda >= g.batch * g.m) : g.stride_a == g.m * g.lda;
-}
-
-// Accumulation into one C (stride_c == 0) with A[b] and B[b] consecutive along k: the sum over the
-// batch is one gemm with k' = batch * k (as on the CPU).
-bool can_fold_k(const GemmArgs& g) {
-  if (g.stride_c != 0 || !fits_int(g.batch * g.k)) return false;
-  const bool a_ok =
-      g.trans_a ? g.stride_a == g.k * g.lda : (g.stride_a == g.k && g.lda >= g.batch * g.k);
-  const bool b_ok =
-      g.trans_b ? (g.stride_b == g.k && g.ldb >= g.batch * g.k) : g.stride_b == g.k * g.ldb;
-  return a_ok && b_ok;
-}
 
 // One cuBLAS call: for each of `batch` entries, C = alpha op(A) op(B) + beta C with op(A): (m, k),
 // op(B): (k, g.n), C: (m, g.n) row-major with leading dimension ldc. k >= 1, batch >= 1.
@@ -128,7 +96,7 @@ void gemm(const GemmArgs& g) {
   GRADUS_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0 && g.batch >= 0, kGemm,
                "negative size (m, n, k, batch) = ({}, {}, {}, {})", g.m, g.n, g.k, g.batch);
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
-  check_dims(g);
+  gemm_check_dims(g, "cuBLAS", /*batch_too=*/true);
   const T* a = static_cast<const T*>(g.a);
   const T* b = static_cast<const T*>(g.b);
   T* c = static_cast<T*>(g.c);
@@ -146,9 +114,9 @@ void gemm(const GemmArgs& g) {
   GRADUS_CUBLAS_CHECK(cublasSetPointerMode(cublas(), CUBLAS_POINTER_MODE_HOST));
 
   if (g.batch == 1) return cublas_gemm<T>(g, g.m, g.k, a, 0, b, 0, g.beta, c, c_type, g.ldc, 0, 1);
-  if (can_fold_m(g))
+  if (gemm_can_fold_m(g))
     return cublas_gemm<T>(g, g.batch * g.m, g.k, a, 0, b, 0, g.beta, c, c_type, g.ldc, 0, 1);
-  if (can_fold_k(g))
+  if (gemm_can_fold_k(g))
     return cublas_gemm<T>(g, g.m, g.batch * g.k, a, 0, b, 0, g.beta, c, c_type, g.ldc, 0, 1);
 
   if (g.stride_c != 0)  // independent products: one strided-batched call (strides of 0 broadcast)

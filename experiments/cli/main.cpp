@@ -1,5 +1,5 @@
 // The `gradus` command line.
-//   gradus run DESCRIPTOR [--set path=value ...] [--resume RUN_DIR] [--threads T]
+//   gradus run DESCRIPTOR [--set path=value ...] [--resume RUN_DIR] [--run-dir DIR] [--threads T]
 //                                                      train a language model (docs/experiments.md)
 //   gradus run [--steps N] [--seed S] [--threads T]   without a descriptor: the MLP demo
 //   gradus eval CHECKPOINT [--text FILE] [--context N] [--device D]
@@ -31,10 +31,11 @@ namespace {
 constexpr const char* kUsage = R"(usage: gradus <command> [options]
 
 commands:
-  run DESCRIPTOR [--set path=value ...] [--resume RUN_DIR] [--threads T]
+  run DESCRIPTOR [--set path=value ...] [--resume RUN_DIR] [--run-dir DIR] [--threads T]
                    train a language model as the JSON descriptor says (docs/experiments.md);
-                   writes runs/NAME/TIMESTAMP/; --resume continues a stopped run (DESCRIPTOR may
-                   then be left out)
+                   writes runs/NAME/TIMESTAMP/ (or DIR: a fixed directory, continued if it holds
+                   the same run); --resume continues a stopped run (DESCRIPTOR may then be left
+                   out)
   run [--steps N] [--seed S] [--threads T] [--lr LR]
                    without a descriptor: an MLP fitting y = x sin(3x), loss printed as it falls
   eval CHECKPOINT [--text FILE] [--context N] [--device cpu|cuda|auto] [--threads T]
@@ -119,13 +120,15 @@ int cmd_run_lm(const Flags& f) {
   gradus::experiments::LmRunOptions o;
   for (size_t i = 0; i < f.args.size(); ++i) {
     const std::string& a = f.args[i];
-    if (a == "--set" || a == "--resume" || a == "--threads") {
+    if (a == "--set" || a == "--resume" || a == "--threads" || a == "--run-dir") {
       GRADUS_CHECK(i + 1 < f.args.size(), "gradus run", "{} needs a value", a);
       const std::string& v = f.args[++i];
       if (a == "--set") {
         o.overrides.push_back(v);
       } else if (a == "--resume") {
         o.resume_dir = v;
+      } else if (a == "--run-dir") {
+        o.run_dir = v;
       } else {
         gradus::kernels::set_cpu_threads(static_cast<int>(f.integer("--threads", 1)));
       }

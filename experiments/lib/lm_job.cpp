@@ -215,14 +215,23 @@ WindowLoss evaluate_windows(DecoderLM& lm, SequentialWindows windows, int64_t ma
 
 // ---- gradus run ---------------------------------------------------------------------------------
 
-LmRunResult run_lm(const LmRunOptions& options, std::ostream& out) {
+LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
+  LmRunOptions options = given_options;
+  if (!options.run_dir.empty()) {
+    GRADUS_CHECK(options.resume_dir.empty(), "--run-dir",
+                 "cannot be combined with --resume (a fixed run directory resumes by itself)");
+    // A fixed directory that already holds a run continues it (the descriptor must match).
+    if (fs::is_regular_file(fs::path(options.run_dir) / kResolvedFile))
+      options.resume_dir = options.run_dir;
+  }
   const bool resuming = !options.resume_dir.empty();
+  const char* resume_flag = options.run_dir.empty() ? "--resume" : "--run-dir";
   Descriptor d;
   std::string run_dir;
   if (resuming) {
     run_dir = options.resume_dir;
     std::string resolved_path = (fs::path(run_dir) / kResolvedFile).string();
-    GRADUS_CHECK(fs::is_regular_file(resolved_path), "--resume",
+    GRADUS_CHECK(fs::is_regular_file(resolved_path), resume_flag,
                  "{} is not a run directory (it has no {})", run_dir, kResolvedFile);
     d = load_descriptor(resolved_path);
     if (!options.descriptor_path.empty()) {
@@ -234,12 +243,12 @@ LmRunResult run_lm(const LmRunOptions& options, std::ostream& out) {
       if (!is_corpus_name(b["data"]["corpus"])) b["data"]["corpus"] = a["data"]["corpus"];
       std::vector<std::string> diffs;
       diff_json(a, b, "", diffs);
-      GRADUS_CHECK(diffs.empty(), "--resume",
+      GRADUS_CHECK(diffs.empty(), resume_flag,
                    "{} (with its --set overrides) differs from the run's {}: {}; resume with the "
                    "run directory alone, or start a new run",
                    options.descriptor_path, kResolvedFile, fmt::join(diffs, "; "));
     } else {
-      GRADUS_CHECK(options.overrides.empty(), "--resume",
+      GRADUS_CHECK(options.overrides.empty(), resume_flag,
                    "--set cannot change a run being resumed (its descriptor is {})", resolved_path);
     }
   } else {
@@ -279,7 +288,14 @@ LmRunResult run_lm(const LmRunOptions& options, std::ostream& out) {
       return done;
     }
   } else {
-    run_dir = create_run_dir(d.log.dir, d.log.name);
+    if (options.run_dir.empty()) {
+      run_dir = create_run_dir(d.log.dir, d.log.name);
+    } else {
+      run_dir = options.run_dir;
+      std::error_code ec;
+      fs::create_directories(run_dir, ec);
+      GRADUS_CHECK(!ec, "--run-dir", "cannot create {}: {}", run_dir, ec.message());
+    }
     checkpoint_path = (fs::path(run_dir) / kCheckpointFile).string();
     write_text_atomic((fs::path(run_dir) / kResolvedFile).string(), d.to_json().dump(2) + "\n");
   }

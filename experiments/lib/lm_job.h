@@ -27,6 +27,10 @@ struct LmRunOptions {
   std::string descriptor_path;         // may be empty when resuming (the run's resolved.json)
   std::vector<std::string> overrides;  // "--set path=value" assignments, in order
   std::string resume_dir;              // continue this run directory from its checkpoint
+  // A fixed run directory instead of <log.dir>/<log.name>/<timestamp>/ (sweeps): created when
+  // missing; when it already holds a run, that run is resumed (the descriptor must match) or,
+  // when complete, left as it is.
+  std::string run_dir;
   std::string project_root;            // where named corpora live; "" = find_project_root()
   bool tty = false;                    // progress display: redrawn line (true) or plain lines
   // Testing hook: return right after this step as a killed run would stop (no final checkpoint,

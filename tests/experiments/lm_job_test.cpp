@@ -195,6 +195,38 @@ TEST_F(LmJob, ResumeAfterAKillEndsAsTheUninterruptedRun) {
 }
 
 // Killed before the first checkpoint: the resume starts over in the same directory.
+// A fixed run directory (--run-dir, what sweeps use): created when missing, continued from its
+// checkpoint when stopped, left as it is when complete, refused when the descriptor differs.
+TEST_F(LmJob, FixedRunDirectoryContinuesAndFinishes) {
+  LmRunOptions o = options({"train.steps=20"});
+  o.run_dir = (dir_ / "fixed" / "seed-1").string();
+  o.stop_after_step = 10;
+  LmRunResult stopped = run_lm(o, log_);
+  EXPECT_FALSE(stopped.completed);
+  EXPECT_EQ(stopped.run_dir, o.run_dir);
+  EXPECT_FALSE(fs::exists(fs::path(o.run_dir) / kSummaryFile));
+
+  o.stop_after_step = 0;
+  LmRunResult finished = run_lm(o, log_);
+  ASSERT_TRUE(finished.completed);
+  EXPECT_EQ(finished.step, 20);
+  EXPECT_NE(log_.str().find("resuming at step 10"), std::string::npos) << log_.str();
+
+  LmRunOptions plain = options({"train.steps=20"});
+  LmRunResult uninterrupted = run_lm(plain, log_);
+  EXPECT_EQ(finished.summary["final_val_loss"], uninterrupted.summary["final_val_loss"]);
+
+  std::ostringstream again;
+  LmRunResult done = run_lm(o, again);
+  EXPECT_TRUE(done.completed);
+  EXPECT_NE(again.str().find("is complete"), std::string::npos) << again.str();
+
+  LmRunOptions other = options({"train.steps=21"});
+  other.run_dir = o.run_dir;
+  testing::expect_error([&] { run_lm(other, log_); },
+                                {"--run-dir", "train.steps (20 in the run, 21 given)"});
+}
+
 TEST_F(LmJob, ResumeWithoutACheckpointStartsOver) {
   std::vector<std::string> set = {"train.steps=12"};
   LmRunResult straight = run_lm(options(set), log_);

@@ -24,6 +24,8 @@
 #include "experiments/lib/progress.h"
 #include "experiments/lib/mlp_demo.h"
 #include "experiments/lib/ops_table.h"
+#include "experiments/lib/pipeline.h"
+#include "experiments/lib/sweep.h"
 #include "kernels/backend_info.h"
 
 namespace {
@@ -117,6 +119,13 @@ struct Flags {
 
 // gradus run DESCRIPTOR [--set path=value ...] [--resume RUN_DIR] [--threads T]
 int cmd_run_lm(const Flags& f) {
+  // A pipeline document (experiments/tour.json) runs its steps; --dry-run prints them.
+  if (!f.args.empty() && !f.args[0].starts_with("--") &&
+      gradus::experiments::is_pipeline_document(f.args[0])) {
+    Flags rest{std::vector<std::string>(f.args.begin() + 1, f.args.end())};
+    rest.allow({}, {"--dry-run"});
+    return gradus::experiments::run_pipeline({f.args[0], rest.has("--dry-run")}, std::cout);
+  }
   gradus::experiments::LmRunOptions o;
   for (size_t i = 0; i < f.args.size(); ++i) {
     const std::string& a = f.args[i];
@@ -140,6 +149,15 @@ int cmd_run_lm(const Flags& f) {
                   "path=value ...] [--resume RUN_DIR] [--threads T])",
                   a);
     }
+  }
+  // A descriptor with a "sweep" object runs its sweep (one run after another), as gradus sweep.
+  if (o.resume_dir.empty() && o.run_dir.empty() &&
+      gradus::experiments::is_sweep_descriptor(o.descriptor_path)) {
+    gradus::experiments::SweepOptions s;
+    s.descriptor_path = o.descriptor_path;
+    s.overrides = o.overrides;
+    s.threads = f.has("--threads") ? f.integer("--threads", 1) : 0;
+    return gradus::experiments::run_sweep(s, std::cout);
   }
   o.tty = gradus::experiments::stdout_is_tty();
   auto r = gradus::experiments::run_lm(o, std::cout);
@@ -253,16 +271,18 @@ int cmd_verify(const std::vector<std::string>& args) {
 
 int cmd_info(const Flags& f) {
   f.allow({}, {});
-  std::cout << fmt::format("gradus {}\nCPU: {}\nBLAS: {}\nCPU threads: {}\nCUDA: {}\n",
-                           GRADUS_VERSION, gradus::kernels::cpu_model(),
-                           gradus::kernels::blas_description(), gradus::kernels::cpu_threads(),
-                           gradus::kernels::cuda_description());
+  std::cout << fmt::format(
+      "gradus {}\nCPU: {}\nBLAS: {}\nCPU threads: {}\nOpenMP wait: {}\nCUDA: {}\n", GRADUS_VERSION,
+      gradus::kernels::cpu_model(), gradus::kernels::blas_description(),
+      gradus::kernels::cpu_threads(), gradus::kernels::openmp_wait_policy(),
+      gradus::kernels::cuda_description());
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  gradus::kernels::use_passive_openmp_wait_by_default(argv);
   if (argc < 2) {
     std::cerr << usage_text();
     return 2;

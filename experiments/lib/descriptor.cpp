@@ -14,6 +14,7 @@
 #include "core/text.h"
 #include "kernels/backend_info.h"
 #include "models/graded/graded_attention.h"
+#include "models/io/json_depth.h"
 #include "models/nn/attention.h"
 
 namespace gradus::experiments {
@@ -648,6 +649,14 @@ const std::vector<DescriptorField>& descriptor_fields() {
 
 void apply_override(json& doc, const std::string& assignment) {
   constexpr const char* kWhere = "--set";
+  // A descriptor holds UTF-8 text (a file that is not is a parse error); bytes that are not would
+  // make every later dump() of the document (messages, resolved.json) throw a json::type_error.
+  try {
+    (void)json(assignment).dump();
+  } catch (const json::type_error&) {
+    GRADUS_FAIL(kWhere, "{} is not valid UTF-8 text",
+                json(assignment).dump(-1, ' ', false, json::error_handler_t::replace));
+  }
   size_t eq = assignment.find('=');
   GRADUS_CHECK(eq != std::string::npos, kWhere, "expected path=value, found \"{}\"", assignment);
   std::string path = assignment.substr(0, eq), text = assignment.substr(eq + 1);
@@ -659,11 +668,14 @@ void apply_override(json& doc, const std::string& assignment) {
                                               [](const std::string& p) { return p.empty(); }),
                kWhere, "\"{}\": expected a dotted path such as train.lr before '=', found \"{}\"",
                assignment, path);
+  check_json_depth(text, kWhere, fmt::format("the value of \"{}\"", path));
   json value;
   try {
     value = json::parse(text);
-  } catch (const json::parse_error&) {
-    value = text;  // not JSON: a plain string (adamw, moby_dick)
+  } catch (const json::exception&) {
+    // not JSON: a plain string (adamw, moby_dick); also a number JSON cannot hold (1e999: an
+    // out_of_range, not a parse_error), which validation then reports as a string
+    value = text;
   }
   GRADUS_CHECK(doc.is_object(), kWhere, "\"{}\": the descriptor is not a JSON object", assignment);
   json* node = &doc;
@@ -809,16 +821,19 @@ Descriptor load_descriptor(const std::string& path, const std::vector<std::strin
   GRADUS_CHECK(in.good(), "descriptor", "cannot read {}: {}", path, std::strerror(errno));
   std::stringstream buffer;
   buffer << in.rdbuf();
+  check_json_depth(buffer.str(), "descriptor", path);
   json doc;
   try {
     doc = json::parse(buffer.str(), /*cb=*/nullptr, /*allow_exceptions=*/true,
                       /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
-    // e.what() reads "[json.exception.parse_error.101] parse error at line 3, column 5: ..."
+  } catch (const json::exception& e) {
+    // e.what() reads "[json.exception.parse_error.101] parse error at line 3, column 5: ..." or,
+    // for a number too large for a double, "[json.exception.out_of_range.406] number overflow
+    // parsing '1e999'": the bracketed prefix is dropped.
     std::string what = e.what();
-    size_t at = what.find("parse error");
+    size_t at = what.find("] ");
     GRADUS_FAIL("descriptor", "{} is not valid JSON: {}", path,
-                at == std::string::npos ? what : what.substr(at));
+                at == std::string::npos ? what : what.substr(at + 2));
   }
   return parse_descriptor(std::move(doc), path, overrides, fs::path(path).stem().string());
 }

@@ -479,7 +479,7 @@ json run_graded_experiment(const GradedExperimentOptions& options, std::ostream&
   json doc;
   try {
     doc = json::parse(buffer.str(), nullptr, true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& err) {
+  } catch (const json::exception& err) {  // parse_error, or out_of_range for 1e999
     GRADUS_FAIL("graded-experiment", "{} is not valid JSON: {}", options.descriptor_path,
                 err.what());
   }

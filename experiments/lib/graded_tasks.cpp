@@ -360,8 +360,10 @@ TaskResult run_multiscale(const MultiscaleTask& task, const ModelConfig& model,
   r.metrics["test_mse"] = total;
   r.metrics["kappa"] = max_kappa(net);
   if (lg) {
-    r.metrics["grad_ratio"] = gradient_ratio(
-        pred, [&](const Tensor& q, bool graded) { return objective(q, test_y, graded); });
+    // An init-capture: clang before 16 cannot capture a structured binding.
+    r.metrics["grad_ratio"] = gradient_ratio(pred, [&, &ty = test_y](const Tensor& q, bool graded) {
+      return objective(q, ty, graded);
+    });
     r.metrics["loss_kappa"] = lg->kappa();
     r.extra["loss_q"] = lg->grade_values();
   }

@@ -20,7 +20,9 @@ std::vector<std::string> split_commas(const std::string& text) {
   return out;
 }
 
-int64_t parse_count(const std::string& option, const std::string& text) {
+// An integer >= minimum (1 for counts, 0 for a seed); `command` names the command in the error.
+int64_t parse_integer(const char* command, const std::string& option, const std::string& text,
+                      int64_t minimum) {
   size_t used = 0;
   int64_t v = 0;
   try {
@@ -28,9 +30,14 @@ int64_t parse_count(const std::string& option, const std::string& text) {
   } catch (const std::exception&) {
     used = 0;
   }
-  GRADUS_CHECK(used == text.size() && !text.empty() && v >= 1, "graph-adapters",
-               "{} expects a positive integer, found \"{}\"", option, text);
+  GRADUS_CHECK(used == text.size() && !text.empty() && v >= minimum, command,
+               "{} expects {} integer, found \"{}\"", option,
+               minimum >= 1 ? "a positive" : "a non-negative", text);
   return v;
+}
+
+int64_t parse_count(const std::string& option, const std::string& text) {
+  return parse_integer("graph-adapters", option, text, 1);
 }
 
 // Parameters of a plain decoder (Llama layout, no biases).
@@ -113,9 +120,9 @@ int graph_finetune(const std::vector<std::string>& args) {
     else if (a == "--adapter")
       o.adapter = value();
     else if (a == "--rank")
-      o.sparse_gin.rank = parse_count(a, value());
+      o.sparse_gin.rank = parse_integer("graph-finetune", a, value(), 1);
     else if (a == "--lora-rank")
-      o.lora_rank = parse_count(a, value());
+      o.lora_rank = parse_integer("graph-finetune", a, value(), 1);
     else if (a == "--lora-targets")
       o.lora.targets = split_commas(value());
     else if (a == "--lora-alpha")
@@ -129,21 +136,21 @@ int graph_finetune(const std::vector<std::string>& args) {
     else if (a == "--fixed-gate")
       o.sparse_gin.trainable_gate = false;
     else if (a == "--steps")
-      o.steps = parse_count(a, value());
+      o.steps = parse_integer("graph-finetune", a, value(), 1);
     else if (a == "--batch")
-      o.batch_size = parse_count(a, value());
+      o.batch_size = parse_integer("graph-finetune", a, value(), 1);
     else if (a == "--context")
-      o.context = parse_count(a, value());
+      o.context = parse_integer("graph-finetune", a, value(), 1);
     else if (a == "--lr")
       o.lr = parse_number(a, value());
     else if (a == "--warmup")
-      o.warmup_steps = parse_count(a, value());
+      o.warmup_steps = parse_integer("graph-finetune", a, value(), 0);
     else if (a == "--eval-every")
-      o.eval_every = parse_count(a, value());
+      o.eval_every = parse_integer("graph-finetune", a, value(), 1);
     else if (a == "--eval-batches")
-      o.eval_batches = parse_count(a, value());
+      o.eval_batches = parse_integer("graph-finetune", a, value(), 0);
     else if (a == "--seed")
-      o.seed = static_cast<uint64_t>(parse_count(a, value()));
+      o.seed = static_cast<uint64_t>(parse_integer("graph-finetune", a, value(), 0));
     else if (a == "--out")
       o.out = value();
     else

@@ -18,12 +18,14 @@
 #include "core/error.h"
 #include "experiments/lib/descriptor.h"
 #include "experiments/lib/lr_schedule.h"
+#include "experiments/lib/machine_info.h"
 #include "experiments/lib/progress.h"
 #include "experiments/lib/run_dir.h"
 #include "kernels/backend_info.h"
 #include "models/checkpoint/checkpoint.h"
 #include "models/graded/diagnostics.h"
 #include "models/graded/grading.h"
+#include "models/graph/diagnostics.h"
 #include "models/io/atomic_file.h"
 #include "models/io/safetensors.h"
 #include "models/optim/adam.h"
@@ -274,6 +276,11 @@ LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
   std::string checkpoint_path;
   if (resuming) {
     checkpoint_path = (fs::path(run_dir) / kCheckpointFile).string();
+    // A run killed inside a write leaves that write's temporary file (never the real file torn):
+    // it is not read, but a checkpoint-sized leftover would waste the disk.
+    if (auto stale = remove_stale_temporaries(run_dir); !stale.empty())
+      out << fmt::format("removed {} temporary file(s) of a killed run: {}\n", stale.size(),
+                         fmt::join(stale, ", "));
     if (fs::exists(checkpoint_path)) {
       st = read_checkpoint(checkpoint_path, lm, *opt);
       st.sessions += 1;
@@ -299,6 +306,8 @@ LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
     checkpoint_path = (fs::path(run_dir) / kCheckpointFile).string();
     write_text_atomic((fs::path(run_dir) / kResolvedFile).string(), d.to_json().dump(2) + "\n");
   }
+  // The machine of this session (a resumed run records where it continued).
+  write_text_atomic((fs::path(run_dir) / kMachineFile).string(), machine_info().dump(2) + "\n");
   MetricsLog metrics((fs::path(run_dir) / kMetricsFile).string());
   metrics.load(st.step);
 
@@ -313,6 +322,22 @@ LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
   LmRunResult result;
   result.run_dir = run_dir;
   Progress progress(out, options.tty, total, st.step);
+  // A write that fails (a full disk, a directory gone read-only) stops the run; what was written
+  // before stays intact, so the message says where the run can be resumed from.
+  int64_t checkpoint_step = st.step;  // 0 when there is none yet
+  auto write_or_stop = [&](int64_t step, const auto& write) {
+    try {
+      write();
+    } catch (const Error& e) {
+      progress.finish();
+      throw Error(fmt::format(
+          "{}; the run stopped after step {} and {}: fix the cause, then gradus run --resume {}",
+          e.what(), step,
+          checkpoint_step > 0 ? fmt::format("its checkpoint of step {} is intact", checkpoint_step)
+                              : std::string("has no checkpoint yet (the resume starts it over)"),
+          run_dir));
+    }
+  };
   const auto session_start = Clock::now();
   const double wall_before = st.wall_s;
   double window_loss = 0.0, window_train_s = 0.0;
@@ -364,6 +389,8 @@ LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
         WindowLoss val =
             evaluate_windows(lm, ds.windows(Split::validation, B, T), last ? 0 : d.eval.batches);
         line["val_loss"] = val.mean_nats;
+        // Graph kinds: GIN's alpha per layer and eps per head, PNA's delta (after the evaluation).
+        if (json g = graph::graph_report(lm); !g.is_null()) line["graph"] = g;
         if (val.mean_nats < st.best_val_loss)
           st.best_val_loss = val.mean_nats, st.best_val_step = s;
         progress.note(
@@ -373,13 +400,14 @@ LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
                         st.best_val_loss, st.best_val_step));
       }
       line["elapsed_s"] = wall_before + seconds_since(session_start);
-      metrics.append(line);
+      write_or_stop(s, [&] { metrics.append(line); });
       window_loss = window_train_s = 0.0;
       window_steps = 0;
     }
     if (evaluate) {
       st.wall_s = wall_before + seconds_since(session_start);
-      write_checkpoint(checkpoint_path, lm, *opt, st, d);
+      write_or_stop(s, [&] { write_checkpoint(checkpoint_path, lm, *opt, st, d); });
+      checkpoint_step = s;
     }
     if (options.stop_after_step > 0 && s == options.stop_after_step && !last) {
       progress.finish();
@@ -412,7 +440,10 @@ LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
                   {"tokens_per_s", st.train_s > 0 ? st.tokens / st.train_s : 0.0},
                   {"sessions", st.sessions},
                   {"device", device.is_cpu() ? "cpu" : kernels::cuda_description()}};
-  write_text_atomic((fs::path(run_dir) / kSummaryFile).string(), summary.dump(2) + "\n");
+  if (json g = graph::graph_report(lm); !g.is_null()) summary["graph"] = g;
+  write_or_stop(st.step, [&] {
+    write_text_atomic((fs::path(run_dir) / kSummaryFile).string(), summary.dump(2) + "\n");
+  });
   out << fmt::format(
       "done: train loss {:.4f}, val loss {:.4f} ({:.4f} bits/byte), best {:.4f} at step {}, {} in "
       "{} ({:.0f} tokens/s)\n",

@@ -49,7 +49,9 @@ struct LmRunResult {
 // and writes the run directory (see run_dir.h). With resume_dir: reads the run's resolved.json,
 // restores its checkpoint (or starts over when it has none yet), drops the metrics lines after the
 // checkpoint and continues in the same directory; a descriptor given as well must resolve to the
-// same document. Progress and evaluations are printed to `out`. Throws gradus::Error
+// same document; temporary files that killed writers left in it are removed first. A failed write
+// (a full disk) stops the run with an error naming the file, the reason and the intact checkpoint
+// to resume from. Progress and evaluations are printed to `out`. Throws gradus::Error
 // (DescriptorError for an invalid descriptor); a loss or gradient norm that turns NaN or
 // infinite stops the run with an error naming the step.
 LmRunResult run_lm(const LmRunOptions& options, std::ostream& out);

@@ -115,7 +115,7 @@ void MetricsLog::load(int64_t max_step) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
       GRADUS_FAIL("metrics", "{} line {} is not JSON: {}", path_, number, e.what());
     }
     GRADUS_CHECK(j.is_object() && j.contains("step") && j["step"].is_number_integer(), "metrics",

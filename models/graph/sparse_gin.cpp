@@ -12,11 +12,13 @@
 namespace gradus::graph {
 
 namespace {
-// The (n, n) identity matrix.
-Tensor identity_matrix(int64_t n, DType dtype) {
+// The (n, n) identity matrix on `device` (the attention probabilities' device: a GPU model's
+// graph is built on the GPU).
+Tensor identity_matrix(int64_t n, DType dtype, Device device) {
   std::vector<double> v(static_cast<size_t>(n * n), 0.0);
   for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i * n + i)] = 1.0;
-  return Tensor::from_vector(v, {n, n}, dtype);
+  Tensor eye = Tensor::from_vector(v, {n, n}, dtype);
+  return device == eye.device() ? eye : to_device(eye, device);
 }
 
 // PReLU with one learnable slope a: relu(x) - a relu(-x).
@@ -47,9 +49,9 @@ SparseAdjacency build_sparse_adjacency(const Tensor& p, const SparseGinOptions& 
   if (o.graph == "identity") {
     // One self-loop of weight 1 per token: the control without the attention graph.
     Tensor eye =
-        raw_contiguous(raw_expand(raw_unsqueeze(identity_matrix(T, p.dtype()), 0), {B, T, T}));
+        raw_contiguous(raw_expand(raw_unsqueeze(identity_matrix(T, p.dtype(), p.device()), 0), {B, T, T}));
     out.graph = dense_to_csr(eye, 0.5, true, lengths);
-    out.weights = Tensor::ones({out.graph.nnz()}, p.dtype());
+    out.weights = Tensor::ones({out.graph.nnz()}, p.dtype(), p.device());
   } else {
     Tensor a = clamp(sum(p, {1}), 0.0, 1.0);  // (B, T, T): min(sum_h P^h, 1)
     double keep = o.threshold;
@@ -58,7 +60,7 @@ SparseAdjacency build_sparse_adjacency(const Tensor& p, const SparseGinOptions& 
       keep = 0.6;
     }
     if (o.graph == "as_released") {
-      a = a * identity_matrix(T, p.dtype());  // only self-loops survive
+      a = a * identity_matrix(T, p.dtype(), p.device());  // only self-loops survive
     }
     out.graph = dense_to_csr(detach(a), keep, true, lengths);
     out.weights = index_select(reshape(a, {-1}), 0, out.graph.source);

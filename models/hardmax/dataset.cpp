@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "models/io/atomic_file.h"
+#include "models/io/json_depth.h"
 
 namespace gradus::hardmax {
 
@@ -46,6 +47,10 @@ std::string json_type(const nlohmann::json& j) {
                           : "a number";
 }
 
+// |y| <= kMaxLabel, without std::llabs: its result for INT64_MIN is undefined (in practice
+// INT64_MIN itself, which would pass).
+bool label_in_range(int64_t y) { return y >= -kMaxLabel && y <= kMaxLabel; }
+
 }  // namespace
 
 int64_t Dataset::max_length() const {
@@ -74,7 +79,7 @@ void Dataset::validate() const {
                "{} coordinates for {} tokens of dimension {}", tokens.size(), num_tokens(), d);
   for (int64_t n = 0; n < size(); ++n) {
     GRADUS_CHECK(length(n) >= 1, where, "sequence {} is empty", n);
-    GRADUS_CHECK(std::llabs(labels[n]) <= kMaxLabel, where,
+    GRADUS_CHECK(label_in_range(labels[n]), where,
                  "sequence {}: label {} is out of range (|y| <= {})", n, labels[n], kMaxLabel);
   }
   for (size_t i = 0; i < tokens.size(); ++i)
@@ -94,10 +99,11 @@ Dataset load_jsonl(const std::string& path) {
     ++number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string at = fmt::format("{}:{}", path, number);
+    check_json_depth(line, at, "the line");
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
       GRADUS_FAIL(at, "not JSON ({})", e.what());
     }
     GRADUS_CHECK(j.is_object(), at,
@@ -111,7 +117,13 @@ Dataset load_jsonl(const std::string& path) {
     const auto& jy = j["y"];
     GRADUS_CHECK(jy.is_number(), at, "\"y\": expected an integer label, found {}", json_type(jy));
     int64_t label = 0;
-    if (jy.is_number_integer()) {
+    if (jy.is_number_unsigned()) {
+      // Read as unsigned: get<int64_t> would wrap 2^64 - 1 to -1, a valid label.
+      const uint64_t u = jy.get<uint64_t>();
+      GRADUS_CHECK(u <= static_cast<uint64_t>(kMaxLabel), at,
+                   "\"y\": label {} is out of range (|y| <= {})", u, kMaxLabel);
+      label = static_cast<int64_t>(u);
+    } else if (jy.is_number_integer()) {
       label = jy.get<int64_t>();
     } else {
       const double v = jy.get<double>();
@@ -119,8 +131,8 @@ Dataset load_jsonl(const std::string& path) {
                    "\"y\": expected an integer label, found {}", jy.dump());
       label = static_cast<int64_t>(v);
     }
-    GRADUS_CHECK(std::llabs(label) <= kMaxLabel, at, "\"y\": label {} is out of range (|y| <= {})",
-                 label, kMaxLabel);
+    GRADUS_CHECK(label_in_range(label), at, "\"y\": label {} is out of range (|y| <= {})", label,
+                 kMaxLabel);
     const auto& jx = j["x"];
     GRADUS_CHECK(jx.is_array(), at, "\"x\": expected an array of points, found {}", json_type(jx));
     GRADUS_CHECK(!jx.empty(), at, "\"x\": a sequence needs at least one token, found none");

@@ -1,16 +1,21 @@
 #include "models/io/atomic_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <streambuf>
 #include <vector>
 
 #include "core/error.h"
+#include "models/io/fault_injection.h"
 
 namespace gradus {
 
@@ -24,7 +29,9 @@ std::string errno_text(int err) { return std::strerror(err); }
 // error message can say why (an std::ofstream only says that something failed).
 class FdStreamBuf : public std::streambuf {
  public:
-  explicit FdStreamBuf(int fd) : fd_(fd), buffer_(1 << 16) {
+  // `injected_error`: an errno the first write fails with, as if the system had returned it
+  // (fault injection: ENOSPC for a full disk); 0 for none.
+  FdStreamBuf(int fd, int injected_error) : fd_(fd), buffer_(1 << 16), injected_(injected_error) {
     setp(buffer_.data(), buffer_.data() + buffer_.size());
   }
   int error() const { return error_; }
@@ -57,6 +64,10 @@ class FdStreamBuf : public std::streambuf {
   }
   bool write_all(const char* p, size_t n) {
     if (error_ != 0) return false;
+    if (injected_ != 0 && n > 0) {
+      error_ = injected_;
+      return false;
+    }
     while (n > 0) {
       ssize_t w = ::write(fd_, p, n);
       if (w < 0) {
@@ -72,6 +83,7 @@ class FdStreamBuf : public std::streambuf {
 
   int fd_;
   std::vector<char> buffer_;
+  int injected_ = 0;
   int error_ = 0;
 };
 
@@ -102,6 +114,7 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
   fs::path target(path);
   GRADUS_CHECK(target.has_filename(), kWhere, "'{}' names a directory, not a file", path);
   std::string dir = target.has_parent_path() ? target.parent_path().string() : std::string(".");
+  const FaultAction fault = fault_for_atomic_write(target.filename().string());
 
   // A name no other writer uses: pid + a process-wide counter, created exclusively.
   static std::atomic<uint64_t> counter{0};
@@ -122,13 +135,13 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
   }
 
   {
-    FdStreamBuf buf(tmp.fd);
+    FdStreamBuf buf(tmp.fd, fault == FaultAction::enospc ? ENOSPC : 0);
     std::ostream out(&buf);
     writer(out);  // an exception leaves through here; ~TempFile removes the file
     out.flush();
+    // The temporary file is removed on the way out, so the message names only the destination.
     if (buf.error() != 0)
-      GRADUS_FAIL(kWhere, "writing '{}' (temporary '{}') failed: {}", path, tmp.path,
-                  errno_text(buf.error()));
+      GRADUS_FAIL(kWhere, "writing '{}' failed: {}", path, errno_text(buf.error()));
     GRADUS_CHECK(out.good(), kWhere,
                  "writing '{}' failed: the writer left the stream in a failed state", path);
   }
@@ -144,6 +157,8 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
     GRADUS_FAIL(kWhere, "closing '{}' (temporary for '{}') failed: {}", tmp.path, path,
                 errno_text(err));
   }
+  // Fault injection: the worst moment for a kill, a complete temporary file not yet in place.
+  if (fault == FaultAction::kill) ::raise(SIGKILL);
   if (::rename(tmp.path.c_str(), path.c_str()) != 0) {
     int err = errno;
     GRADUS_FAIL(kWhere, "cannot rename '{}' to '{}': {}", tmp.path, path, errno_text(err));
@@ -154,6 +169,35 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
 
 void write_text_atomic(const std::string& path, const std::string& text) {
   write_file_atomic(path, [&](std::ostream& out) { out.write(text.data(), std::ssize(text)); });
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
+  std::vector<std::string> removed;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return removed;
+  // The pid of ".<name>.tmp.<pid>.<n>", or 0 when the name is not of that form.
+  auto writer_pid = [](const std::string& name) -> pid_t {
+    const size_t at = name.rfind(".tmp.");
+    if (name.size() < 2 || name[0] != '.' || at == std::string::npos || at == 0) return 0;
+    const std::string rest = name.substr(at + 5);
+    const size_t dot = rest.find('.');
+    auto digits = [](const std::string& t) {
+      return !t.empty() && t.find_first_not_of("0123456789") == std::string::npos;
+    };
+    if (dot == std::string::npos || !digits(rest.substr(0, dot)) || !digits(rest.substr(dot + 1)))
+      return 0;
+    return static_cast<pid_t>(std::strtol(rest.substr(0, dot).c_str(), nullptr, 10));
+  };
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    const pid_t pid = writer_pid(name);
+    // Only a writer that no longer exists: a live one may be about to rename its file.
+    if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (::unlink((std::filesystem::path(dir) / name).c_str()) == 0) removed.push_back(name);
+  }
+  ::closedir(d);
+  std::sort(removed.begin(), removed.end());
+  return removed;
 }
 
 }  // namespace gradus

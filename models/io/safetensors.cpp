@@ -17,6 +17,7 @@
 
 #include "core/strided_loop.h"
 #include "models/io/atomic_file.h"
+#include "models/io/json_depth.h"
 
 namespace gradus {
 
@@ -306,6 +307,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
   file.read(text.data(), 8, n);
   GRADUS_CHECK(!text.empty() && text[0] == '{', kWhere,
                "'{}': header is not a JSON object (it must start with '{{')", path);
+  check_json_depth(text, kWhere, fmt::format("'{}': the header", path));
 
   // Duplicate names would silently shadow each other in the parsed object: catch them here.
   std::string duplicate;

@@ -165,7 +165,6 @@ CsrGraph dense_to_csr(const Tensor& adj, double threshold, bool causal, const Te
   constexpr const char* kName = "dense_to_csr";
   detail::expect_float_compatible(kName, {&adj});
   detail::expect_rank(kName, adj, 3, "adj (B, L, S)");
-  GRADUS_CHECK(adj.device().is_cpu(), kName, "expected a CPU adjacency, found {}", adj.describe());
   const int64_t B = adj.size(0), L = adj.size(1), S = adj.size(2);
   Tensor len;
   if (lengths.defined()) {
@@ -173,13 +172,15 @@ CsrGraph dense_to_csr(const Tensor& adj, double threshold, bool causal, const Te
     GRADUS_CHECK(lengths.dim() == 1 && lengths.size(0) == B, kName,
                  "expected lengths: ({}) i64 (one per sequence of adj {}), found {}", B,
                  adj.describe(), lengths.describe());
-    len = raw_contiguous(lengths);
+    const std::vector<double> values = lengths.to_vector();  // any device
     for (int64_t b = 0; b < B; ++b) {
-      const int64_t v = len.data<int64_t>()[b];
-      GRADUS_CHECK(v >= 0 && v <= std::max(L, S), kName,
+      const double v = values[static_cast<size_t>(b)];
+      GRADUS_CHECK(v >= 0 && v <= static_cast<double>(std::max(L, S)), kName,
                    "lengths[{}] = {} is outside [0, {}] (adj {})", b, v, std::max(L, S),
                    adj.describe());
     }
+    // The kernels read the lengths where adj lives: B integers, copied there when they are not.
+    len = raw_contiguous(raw_to_device(lengths, adj.device()));
   }
   const int64_t* lp = len.defined() ? len.data<int64_t>() : nullptr;
   Tensor ac = raw_contiguous(adj);
@@ -190,16 +191,23 @@ CsrGraph dense_to_csr(const Tensor& adj, double threshold, bool causal, const Te
   static const kernels::KernelRef<kernels::CsrCountFn> kc(kernels::kCsrCount);
   kc(adj.device(), adj.dtype())(ac.raw_data(), lp, counts.data<int64_t>(), B, L, S, threshold,
                                 causal);
-  g.row_ptr = Tensor::empty({g.rows + 1}, DType::i64, adj.device());
-  int64_t* rp = g.row_ptr.data<int64_t>();
+  // The exclusive prefix sum of the counts runs on the host for every device: nnz sizes col and
+  // source, so the host must learn it before the fill whatever runs the sum (one synchronising
+  // copy either way), and the counts are only B L integers, a copy far cheaper than the fill's
+  // scan of the B L S adjacency. A GPU adjacency thus costs one copy of the counts down and one of
+  // row_ptr up.
+  const Tensor host_counts = raw_contiguous(raw_to_device(counts, kCPU));
+  Tensor host_row_ptr = Tensor::empty({g.rows + 1}, DType::i64, kCPU);
+  int64_t* rp = host_row_ptr.data<int64_t>();
   rp[0] = 0;
-  const int64_t* c = counts.data<int64_t>();
+  const int64_t* c = host_counts.data<int64_t>();
   for (int64_t r = 0; r < g.rows; ++r) rp[r + 1] = rp[r] + c[r];
   const int64_t nnz = rp[g.rows];
+  g.row_ptr = raw_to_device(host_row_ptr, adj.device());
   g.col = Tensor::empty({nnz}, DType::i64, adj.device());
   g.source = Tensor::empty({nnz}, DType::i64, adj.device());
   static const kernels::KernelRef<kernels::CsrFillFn> kf(kernels::kCsrFill);
-  kf(adj.device(), adj.dtype())(ac.raw_data(), lp, rp, g.col.data<int64_t>(),
+  kf(adj.device(), adj.dtype())(ac.raw_data(), lp, g.row_ptr.data<int64_t>(), g.col.data<int64_t>(),
                                 g.source.data<int64_t>(), B, L, S, threshold, causal);
   finish_op(kDenseToCsr, {adj}, {});
   return g;
@@ -218,6 +226,12 @@ Tensor csr_matmul(const CsrGraph& graph, const Tensor& values, const Tensor& x) 
   GRADUS_CHECK(x.size(0) == graph.cols, kName,
                "x {} must have one row per sender ({} columns in the graph)", x.describe(),
                graph.cols);
+  GRADUS_CHECK(graph.row_ptr.device() == x.device() &&
+                   (!graph.col.defined() || graph.col.device() == x.device()),
+               kName,
+               "the graph (row_ptr {}) and x {} are on different devices (build the graph from an "
+               "adjacency on x's device)",
+               graph.row_ptr.describe(), x.describe());
   Tensor vc = raw_contiguous(values), xc = raw_contiguous(x);
   Tensor out = detail::empty_like({graph.rows, x.size(1)}, x);
   static const kernels::KernelRef<kernels::CsrMatmulFn> k(kernels::kCsrMatmul);

@@ -37,7 +37,8 @@ commands:
                    train a language model as the JSON descriptor says (docs/experiments.md);
                    writes runs/NAME/TIMESTAMP/ (or DIR: a fixed directory, continued if it holds
                    the same run); --resume continues a stopped run (DESCRIPTOR may then be left
-                   out)
+                   out). A descriptor with a "sweep" object runs the sweep (gradus sweep); a
+                   pipeline document (experiments/tour.json) runs its steps ([--dry-run])
   run [--steps N] [--seed S] [--threads T] [--lr LR]
                    without a descriptor: an MLP fitting y = x sin(3x), loss printed as it falls
   eval CHECKPOINT [--text FILE] [--context N] [--device cpu|cuda|auto] [--threads T]

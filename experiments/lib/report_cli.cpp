@@ -39,7 +39,7 @@ const bool registered = register_command(
      "report DIR [--out FILE]\n"
      "                   HTML page (DIR/report.html: curves, tables, descriptor, machine; no\n"
      "                   network or scripts needed) and Markdown (report.md, report_*.svg) of a\n"
-     "                   run or sweep directory; metrics.csv for pandas (docs/experiments.md)",
+     "                   run, sweep or pipeline directory; metrics.csv for pandas (docs/experiments.md)",
      report_cmd});
 
 }  // namespace

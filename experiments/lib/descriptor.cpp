@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/text.h"
+#include "experiments/lib/json_file.h"
 #include "kernels/backend_info.h"
 #include "models/graded/graded_attention.h"
 #include "models/io/json_depth.h"
@@ -240,8 +241,7 @@ const std::vector<Rule>& rules() {
     r.push_back(bool_rule("model.graded_per_head", m.graded_per_head,
                           "Attention grades per head (else one vector per layer)."));
     r.push_back(string_rule(
-        "model.graded_q_init", m.graded_q_init,
-        "\"identity\", a number \"A\" or a ramp \"A..B\"",
+        "model.graded_q_init", m.graded_q_init, "\"identity\", a number \"A\" or a ramp \"A..B\"",
         [](const std::string& v) {
           try {
             parse_grade_init(v);
@@ -283,8 +283,8 @@ const std::vector<Rule>& rules() {
                          "least 1); 0.5 is the paper's best."));
     r.push_back(num_rule("model.graph_temperature", m.graph_temperature, 0, true, std::nullopt,
                          false, "T: softmax adjacencies are softmax(scores / T)."));
-    r.push_back(num_rule("model.graph_threshold", m.graph_threshold, 0, false, std::nullopt,
-                         false, "tau of the threshold modes."));
+    r.push_back(num_rule("model.graph_threshold", m.graph_threshold, 0, false, std::nullopt, false,
+                         "tau of the threshold modes."));
     r.push_back(num_rule("model.graph_beta", m.graph_beta, 0, true, std::nullopt, false,
                          "beta of the sharp_softplus and sigmoid threshold modes."));
     r.push_back(num_rule("model.graph_topk_fraction", m.graph_topk_fraction, 0, true, 1.0, false,
@@ -297,7 +297,7 @@ const std::vector<Rule>& rules() {
                           "paper); eps is learnable per head, from 0."));
     r.push_back(bool_rule("model.gin_o_proj", m.gin_o_proj,
                           "gin: an output projection after the heads (off: the best reported)."));
-    const std::vector<std::string> modes = {"none",   "relu",   "sharp_softplus",
+    const std::vector<std::string> modes = {"none",    "relu",   "sharp_softplus",
                                             "sigmoid", "binary", "topk"};
     r.push_back(enum_rule("model.gin_threshold_mode", m.gin_threshold_mode, modes,
                           "gin: post-processing of the adjacency (then re-masked causally)."));
@@ -310,7 +310,9 @@ const std::vector<Rule>& rules() {
     r.push_back(string_rule(
         "model.pna_aggregators", m.pna_aggregators,
         "a comma-separated list of distinct sum, mean, max, min, var, std",
-        [](const std::string& v) { return valid_name_list(v, {"sum", "mean", "max", "min", "var", "std"}); },
+        [](const std::string& v) {
+          return valid_name_list(v, {"sum", "mean", "max", "min", "var", "std"});
+        },
         "pna: the aggregators, in the order the MLP reads them."));
     r.push_back(string_rule(
         "model.pna_scalers", m.pna_scalers,
@@ -548,18 +550,19 @@ void cross_check(Checker& c, json& r) {
   }
   if (c.ok({"model.graph_mlp_multiplier", "model.hidden_size", "model.num_attention_heads"}) &&
       m["hidden_size"].get<int64_t>() % m["num_attention_heads"].get<int64_t>() == 0) {
-    const int64_t head_dim = m["hidden_size"].get<int64_t>() / m["num_attention_heads"].get<int64_t>();
+    const int64_t head_dim =
+        m["hidden_size"].get<int64_t>() / m["num_attention_heads"].get<int64_t>();
     const double gamma = m["graph_mlp_multiplier"];
     if (static_cast<int64_t>(gamma * static_cast<double>(head_dim)) < 1)
-      c.add("model.graph_mlp_multiplier",
-            fmt::format("expected floor(multiplier x head dim {}) >= 1, found {}", head_dim,
-                        gamma));
+      c.add(
+          "model.graph_mlp_multiplier",
+          fmt::format("expected floor(multiplier x head dim {}) >= 1, found {}", head_dim, gamma));
   }
   if (c.ok({"model.graded_q_min", "model.graded_q_max"}) &&
       m["graded_q_max"].get<double>() <= m["graded_q_min"].get<double>()) {
-    c.add("model.graded_q_max", fmt::format("expected more than model.graded_q_min ({}), found {}",
-                                            m["graded_q_min"].get<double>(),
-                                            m["graded_q_max"].get<double>()));
+    c.add("model.graded_q_max",
+          fmt::format("expected more than model.graded_q_min ({}), found {}",
+                      m["graded_q_min"].get<double>(), m["graded_q_max"].get<double>()));
   }
   if (c.ok({"model.max_position_embeddings", "data.context"})) {
     int64_t max_pos = m["max_position_embeddings"];
@@ -817,24 +820,7 @@ Descriptor parse_descriptor(json doc, const std::string& source,
 }
 
 Descriptor load_descriptor(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path, std::ios::binary);
-  GRADUS_CHECK(in.good(), "descriptor", "cannot read {}: {}", path, std::strerror(errno));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  check_json_depth(buffer.str(), "descriptor", path);
-  json doc;
-  try {
-    doc = json::parse(buffer.str(), /*cb=*/nullptr, /*allow_exceptions=*/true,
-                      /*ignore_comments=*/true);
-  } catch (const json::exception& e) {
-    // e.what() reads "[json.exception.parse_error.101] parse error at line 3, column 5: ..." or,
-    // for a number too large for a double, "[json.exception.out_of_range.406] number overflow
-    // parsing '1e999'": the bracketed prefix is dropped.
-    std::string what = e.what();
-    size_t at = what.find("] ");
-    GRADUS_FAIL("descriptor", "{} is not valid JSON: {}", path,
-                at == std::string::npos ? what : what.substr(at + 2));
-  }
+  json doc(read_json_document(path, "descriptor"));
   return parse_descriptor(std::move(doc), path, overrides, fs::path(path).stem().string());
 }
 

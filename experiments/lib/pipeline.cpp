@@ -15,6 +15,7 @@
 #include "experiments/lib/child_process.h"
 #include "experiments/lib/commands.h"
 #include "experiments/lib/descriptor.h"
+#include "experiments/lib/json_file.h"
 #include "experiments/lib/progress.h"
 #include "experiments/lib/sweep.h"
 #include "models/io/atomic_file.h"
@@ -57,19 +58,7 @@ std::string type_name(const ordered_json& v) {
   return v.is_null() ? "null" : std::string(v.type_name());
 }
 
-ordered_json read_document(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  GRADUS_CHECK(in.good(), kWho, "cannot read {}: {}", path, std::strerror(errno));
-  std::stringstream text;
-  text << in.rdbuf();
-  check_json_depth(text.str(), kWho, path);
-  try {
-    return ordered_json::parse(text.str(), nullptr, /*allow_exceptions=*/true,
-                               /*ignore_comments=*/true);
-  } catch (const ordered_json::exception& e) {  // parse errors, numbers out of range
-    GRADUS_FAIL(kWho, "{} is not valid JSON: {}", path, e.what());
-  }
-}
+ordered_json read_document(const std::string& path) { return read_json_document(path, kWho); }
 
 // The placeholders of a command, each replaced in every argument where it appears.
 std::string substitute(std::string arg, const Pipeline& p, const PipelineStep& step) {

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "experiments/lib/descriptor.h"
+#include "experiments/lib/json_file.h"
 #include "experiments/lib/run_dir.h"
 #include "models/io/json_depth.h"
 
@@ -407,21 +408,7 @@ SweepPlan plan_sweep(const ordered_json& given, const std::string& source,
 }
 
 SweepPlan load_sweep(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path, std::ios::binary);
-  GRADUS_CHECK(in.good(), "sweep", "cannot read {}: {}", path, std::strerror(errno));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  check_json_depth(buffer.str(), "sweep", path);
-  ordered_json doc;
-  try {
-    doc = ordered_json::parse(buffer.str(), nullptr, /*allow_exceptions=*/true,
-                              /*ignore_comments=*/true);
-  } catch (const ordered_json::exception& e) {  // parse errors, numbers out of range
-    std::string what = e.what();
-    size_t at = what.find("parse error");
-    GRADUS_FAIL("sweep", "{} is not valid JSON: {}", path,
-                at == std::string::npos ? what : what.substr(at));
-  }
+  const ordered_json doc = read_json_document(path, "sweep");
   return plan_sweep(doc, path, overrides, fs::path(path).stem().string());
 }
 

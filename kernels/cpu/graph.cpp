@@ -138,9 +138,12 @@ inline bool keep_position(int64_t i, int64_t j, int64_t len, bool causal) {
   return i < len && j < len && (!causal || j <= i);
 }
 
-template <class T>
-void csr_count(const void* adj_, const int64_t* lengths, int64_t* counts, int64_t batch, int64_t L,
-               int64_t S, double threshold, bool causal) {
+// Calls on_row(r, b, kept) for every receiver row r = b * L + i of adj: (batch, L, S), rows in
+// parallel; kept(j) tells whether the edge j -> i stays. Count and fill visit the same edges in the
+// same order through it, so the fill writes exactly the layout the counts give.
+template <class T, class OnRow>
+void for_each_receiver(const void* adj_, const int64_t* lengths, int64_t batch, int64_t L,
+                       int64_t S, double threshold, bool causal, OnRow on_row) {
   const T* adj = static_cast<const T*>(adj_);
   const T t = static_cast<T>(threshold);
   const int64_t rows = batch * L;
@@ -149,52 +152,71 @@ void csr_count(const void* adj_, const int64_t* lengths, int64_t* counts, int64_
     const int64_t b = r / L, i = r % L;
     const int64_t len = lengths ? lengths[b] : std::max(L, S);
     const T* a = adj + r * S;
-    int64_t n = 0;
-    for (int64_t j = 0; j < S; ++j) n += (keep_position(i, j, len, causal) && a[j] > t) ? 1 : 0;
-    counts[r] = n;
+    on_row(r, b, [&](int64_t j) { return keep_position(i, j, len, causal) && a[j] > t; });
   }
 }
 
 template <class T>
-void csr_fill(const void* adj_, const int64_t* lengths, const int64_t* row_ptr, int64_t* col,
+void csr_count(const void* adj, const int64_t* lengths, int64_t* counts, int64_t batch, int64_t L,
+               int64_t S, double threshold, bool causal) {
+  for_each_receiver<T>(adj, lengths, batch, L, S, threshold, causal,
+                       [&](int64_t r, int64_t, const auto& kept) {
+                         int64_t n = 0;
+                         for (int64_t j = 0; j < S; ++j) n += kept(j) ? 1 : 0;
+                         counts[r] = n;
+                       });
+}
+
+template <class T>
+void csr_fill(const void* adj, const int64_t* lengths, const int64_t* row_ptr, int64_t* col,
               int64_t* source, int64_t batch, int64_t L, int64_t S, double threshold, bool causal) {
-  const T* adj = static_cast<const T*>(adj_);
-  const T t = static_cast<T>(threshold);
-  const int64_t rows = batch * L;
-#pragma omp parallel for if (rows * S > kParallel) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t b = r / L, i = r % L;
-    const int64_t len = lengths ? lengths[b] : std::max(L, S);
-    const T* a = adj + r * S;
-    int64_t e = row_ptr[r];
-    for (int64_t j = 0; j < S; ++j)
-      if (keep_position(i, j, len, causal) && a[j] > t) {
-        col[e] = b * S + j;
-        source[e] = r * S + j;
-        ++e;
-      }
-  }
+  for_each_receiver<T>(adj, lengths, batch, L, S, threshold, causal,
+                       [&](int64_t r, int64_t b, const auto& kept) {
+                         int64_t e = row_ptr[r];
+                         for (int64_t j = 0; j < S; ++j)
+                           if (kept(j)) {
+                             col[e] = b * S + j;
+                             source[e] = r * S + j;
+                             ++e;
+                           }
+                       });
 }
 
 // ---- CSR products ----
 
-template <class T>
-void csr_matmul_forward(const int64_t* row_ptr, const int64_t* col, const void* values_,
-                        const void* x_, void* out_, int64_t rows, int64_t d) {
-  const T* values = static_cast<const T*>(values_);
-  const T* x = static_cast<const T*>(x_);
-  T* out = static_cast<T*>(out_);
-  const int64_t work = (rows > 0 ? row_ptr[rows] : 0) * d;
-#pragma omp parallel for if (work > kParallel && rows > 1) schedule(static)
-  for (int64_t i = 0; i < rows; ++i) {
+// Runs row(i) for i in [0, n) of a compressed structure ptr: (n + 1,), in parallel when the
+// ptr[n] * d multiply-adds are worth the threads.
+template <class Row>
+void for_each_compressed_row(const int64_t* ptr, int64_t n, int64_t d, Row row) {
+  const int64_t work = (n > 0 ? ptr[n] : 0) * d;
+#pragma omp parallel for if (work > kParallel && n > 1) schedule(static)
+  for (int64_t i = 0; i < n; ++i) row(i);
+}
+
+// The row loop of the product and of its x gradient, which is the same product over the
+// transposed structure: out: (n, d), out[i] = sum over slots s in [ptr[i], ptr[i + 1]), ascending,
+// of weight(s) * src[src_row(s)], with src: (*, d).
+template <class T, class Weight, class SrcRow>
+void gather_weighted_rows(const int64_t* ptr, int64_t n, int64_t d, const T* src, T* out,
+                          Weight weight, SrcRow src_row) {
+  for_each_compressed_row(ptr, n, d, [&](int64_t i) {
     T* o = out + i * d;
     std::fill(o, o + d, T(0));
-    for (int64_t e = row_ptr[i]; e < row_ptr[i + 1]; ++e) {
-      const T w = values[e];
-      const T* xj = x + col[e] * d;
-      for (int64_t c = 0; c < d; ++c) o[c] += w * xj[c];
+    for (int64_t s = ptr[i]; s < ptr[i + 1]; ++s) {
+      const T w = weight(s);
+      const T* xs = src + src_row(s) * d;
+      for (int64_t c = 0; c < d; ++c) o[c] += w * xs[c];
     }
-  }
+  });
+}
+
+template <class T>
+void csr_matmul_forward(const int64_t* row_ptr, const int64_t* col, const void* values_,
+                        const void* x, void* out, int64_t rows, int64_t d) {
+  const T* values = static_cast<const T*>(values_);
+  gather_weighted_rows(
+      row_ptr, rows, d, static_cast<const T*>(x), static_cast<T*>(out),
+      [values](int64_t e) { return values[e]; }, [col](int64_t e) { return col[e]; });
 }
 
 // Counting sort of the edges by column; within a column the rows stay ascending.
@@ -215,22 +237,13 @@ void csr_transpose(const int64_t* row_ptr, const int64_t* col, int64_t* col_ptr,
 
 template <class T>
 void csr_matmul_backward_x(const int64_t* col_ptr, const int64_t* edge, const int64_t* edge_row,
-                           const void* values_, const void* grad_out_, void* grad_x_, int64_t cols,
+                           const void* values_, const void* grad_out, void* grad_x, int64_t cols,
                            int64_t d) {
   const T* values = static_cast<const T*>(values_);
-  const T* g = static_cast<const T*>(grad_out_);
-  T* gx = static_cast<T*>(grad_x_);
-  const int64_t work = (cols > 0 ? col_ptr[cols] : 0) * d;
-#pragma omp parallel for if (work > kParallel && cols > 1) schedule(static)
-  for (int64_t j = 0; j < cols; ++j) {
-    T* o = gx + j * d;
-    std::fill(o, o + d, T(0));
-    for (int64_t s = col_ptr[j]; s < col_ptr[j + 1]; ++s) {
-      const T w = values[edge[s]];
-      const T* gi = g + edge_row[s] * d;
-      for (int64_t c = 0; c < d; ++c) o[c] += w * gi[c];
-    }
-  }
+  gather_weighted_rows(
+      col_ptr, cols, d, static_cast<const T*>(grad_out), static_cast<T*>(grad_x),
+      [values, edge](int64_t s) { return values[edge[s]]; },
+      [edge_row](int64_t s) { return edge_row[s]; });
 }
 
 template <class T>
@@ -239,9 +252,7 @@ void csr_matmul_backward_values(const int64_t* row_ptr, const int64_t* col, cons
   const T* g = static_cast<const T*>(grad_out_);
   const T* x = static_cast<const T*>(x_);
   T* gv = static_cast<T*>(grad_values_);
-  const int64_t work = (rows > 0 ? row_ptr[rows] : 0) * d;
-#pragma omp parallel for if (work > kParallel && rows > 1) schedule(static)
-  for (int64_t i = 0; i < rows; ++i) {
+  for_each_compressed_row(row_ptr, rows, d, [&](int64_t i) {
     const T* gi = g + i * d;
     for (int64_t e = row_ptr[i]; e < row_ptr[i + 1]; ++e) {
       const T* xj = x + col[e] * d;
@@ -249,7 +260,7 @@ void csr_matmul_backward_values(const int64_t* row_ptr, const int64_t* col, cons
       for (int64_t c = 0; c < d; ++c) acc += gi[c] * xj[c];
       gv[e] = acc;
     }
-  }
+  });
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -232,6 +233,31 @@ class Faults : public ::testing::Test {
     return run_gradus({"run", "--resume", run_dir.string(), "--threads", "1"});
   }
 
+  // Checks of a run directory and a command's output.
+  using RunCheck = std::function<void(const fs::path& run, const std::string& output)>;
+
+  // `gradus run --resume run` finishes, check_output(run, its output) holds, and the run ends bit
+  // for bit as the uninterrupted one.
+  void resume_to_the_end(const fs::path& run, const RunCheck& check_output = nullptr) {
+    CommandResult again = resume(run);
+    ASSERT_EQ(again.status, 0) << again.output;
+    if (check_output) ASSERT_NO_FATAL_FAILURE(check_output(run, again.output));
+    expect_same_run(reference(), run);
+  }
+
+  // What every fault-then-resume test does: the descriptor run with GRADUS_FAULT_INJECT=spec ends
+  // with `status`, check_left(run, its output) holds of what it left in its run directory, and
+  // resume_to_the_end(run, check_resume).
+  void fault_then_resume(const std::string& spec, int status, const RunCheck& check_left,
+                         const RunCheck& check_resume = nullptr) {
+    reference();  // the uninterrupted run (once per suite) before any faulted one
+    CommandResult r = run_with_fault(spec);
+    ASSERT_EQ(r.status, status) << r.output;
+    const fs::path run = only_run(log_dir_);
+    ASSERT_NO_FATAL_FAILURE(check_left(run, r.output));
+    resume_to_the_end(run, check_resume);
+  }
+
   // Mounts a tmpfs of `size` bytes (with extra mount options) at `where`; false when this process
   // may not mount (not root, or no CAP_SYS_ADMIN in a container), with the reason in `why`.
   bool mount_tmpfs(const fs::path& where, size_t size, unsigned long flags, std::string& why) {
@@ -256,7 +282,7 @@ class Faults : public ::testing::Test {
 // A real SIGKILL while the run trains (not at a chosen point): once the metrics show step 15 (the
 // checkpoint of step 10 is on disk), the process is killed wherever it is.
 TEST_F(Faults, KillDuringTrainingResumesToTheUninterruptedRun) {
-  const RunRecord& want = reference();
+  reference();
   // Starts a run and kills it once its metrics reach step 15; its exit status (0 when it finished
   // first, which a machine busy enough to stall this thread can cause: then it is tried again).
   auto run_and_kill = [&]() {
@@ -288,66 +314,56 @@ TEST_F(Faults, KillDuringTrainingResumesToTheUninterruptedRun) {
   const int64_t at = checkpoint_step(run);
   EXPECT_GE(at, kEvalEvery);
   EXPECT_LT(at, kSteps);
-
-  CommandResult r = resume(run);
-  ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find(fmt::format("resuming at step {}", at)), std::string::npos) << r.output;
-  expect_same_run(want, run);
+  resume_to_the_end(run, [&](const fs::path&, const std::string& output) {
+    EXPECT_NE(output.find(fmt::format("resuming at step {}", at)), std::string::npos) << output;
+  });
 }
 
 // A kill inside the second checkpoint write, after its temporary file is complete and before the
 // rename: the checkpoint of step 10 is intact, the temporary is left behind, and the resume removes
 // it and continues from step 10.
 TEST_F(Faults, KillInsideACheckpointWriteKeepsThePreviousCheckpoint) {
-  const RunRecord& want = reference();
-  CommandResult r = run_with_fault("kill:checkpoint:2");
-  ASSERT_EQ(r.status, kKilled) << r.output;
-  fs::path run = only_run(log_dir_);
-  EXPECT_EQ(checkpoint_step(run), 10);
-  EXPECT_EQ(metric_steps(run), (std::vector<int64_t>{5, 10, 15, 20}));  // written before the kill
-  std::vector<std::string> stale = temporaries(run);
-  ASSERT_EQ(stale.size(), 1u);
-  EXPECT_EQ(stale[0].rfind(".checkpoint.safetensors.tmp.", 0), 0u) << stale[0];
-
-  CommandResult again = resume(run);
-  ASSERT_EQ(again.status, 0) << again.output;
-  EXPECT_NE(again.output.find("removed 1 temporary file(s) of a killed run: " + stale[0]),
-            std::string::npos)
-      << again.output;
-  EXPECT_NE(again.output.find("resuming at step 10"), std::string::npos) << again.output;
-  expect_same_run(want, run);
+  std::vector<std::string> stale;
+  fault_then_resume(
+      "kill:checkpoint:2", kKilled,
+      [&](const fs::path& run, const std::string&) {
+        EXPECT_EQ(checkpoint_step(run), 10);
+        // Written before the kill.
+        EXPECT_EQ(metric_steps(run), (std::vector<int64_t>{5, 10, 15, 20}));
+        stale = temporaries(run);
+        ASSERT_EQ(stale.size(), 1u);
+        EXPECT_EQ(stale[0].rfind(".checkpoint.safetensors.tmp.", 0), 0u) << stale[0];
+      },
+      [&](const fs::path&, const std::string& output) {
+        EXPECT_NE(output.find("removed 1 temporary file(s) of a killed run: " + stale[0]),
+                  std::string::npos)
+            << output;
+        EXPECT_NE(output.find("resuming at step 10"), std::string::npos) << output;
+      });
 }
 
 // A kill inside the metrics write of step 15: metrics.jsonl keeps the lines of steps 5 and 10.
 TEST_F(Faults, KillInsideAMetricsWriteKeepsTheEarlierLines) {
-  const RunRecord& want = reference();
-  CommandResult r = run_with_fault("kill:metrics:3");
-  ASSERT_EQ(r.status, kKilled) << r.output;
-  fs::path run = only_run(log_dir_);
-  EXPECT_EQ(metric_steps(run), (std::vector<int64_t>{5, 10}));
-  EXPECT_EQ(checkpoint_step(run), 10);
-  EXPECT_EQ(temporaries(run).size(), 1u);
-
-  CommandResult again = resume(run);
-  ASSERT_EQ(again.status, 0) << again.output;
-  expect_same_run(want, run);
+  fault_then_resume("kill:metrics:3", kKilled, [](const fs::path& run, const std::string&) {
+    EXPECT_EQ(metric_steps(run), (std::vector<int64_t>{5, 10}));
+    EXPECT_EQ(checkpoint_step(run), 10);
+    EXPECT_EQ(temporaries(run).size(), 1u);
+  });
 }
 
 // A kill inside the summary write: the final checkpoint is complete, so the resume trains nothing
 // and writes the summary.
 TEST_F(Faults, KillInsideTheSummaryWriteIsFinishedByTheResume) {
-  const RunRecord& want = reference();
-  CommandResult r = run_with_fault("kill:summary:1");
-  ASSERT_EQ(r.status, kKilled) << r.output;
-  fs::path run = only_run(log_dir_);
-  EXPECT_FALSE(fs::exists(run / kSummaryFile));
-  EXPECT_EQ(checkpoint_step(run), kSteps);
-
-  CommandResult again = resume(run);
-  ASSERT_EQ(again.status, 0) << again.output;
-  EXPECT_NE(again.output.find(fmt::format("resuming at step {}", kSteps)), std::string::npos);
-  expect_same_run(want, run);
-  EXPECT_EQ(json::parse(read_text(run / kSummaryFile))["sessions"], 2);
+  fault_then_resume(
+      "kill:summary:1", kKilled,
+      [](const fs::path& run, const std::string&) {
+        EXPECT_FALSE(fs::exists(run / kSummaryFile));
+        EXPECT_EQ(checkpoint_step(run), kSteps);
+      },
+      [](const fs::path& run, const std::string& output) {
+        EXPECT_NE(output.find(fmt::format("resuming at step {}", kSteps)), std::string::npos);
+        EXPECT_EQ(json::parse(read_text(run / kSummaryFile))["sessions"], 2);
+      });
 }
 
 // ---- full disk ----------------------------------------------------------------------------------
@@ -356,53 +372,41 @@ TEST_F(Faults, KillInsideTheSummaryWriteIsFinishedByTheResume) {
 // file, the reason and how to resume; the checkpoint of step 10 is intact and nothing is left
 // behind; once the "disk" is free the resume ends as the uninterrupted run.
 TEST_F(Faults, FullDiskDuringACheckpointIsAClearErrorAndResumable) {
-  const RunRecord& want = reference();
-  CommandResult r = run_with_fault("enospc:checkpoint:2");
-  ASSERT_EQ(r.status, 1) << r.output;
-  fs::path run = only_run(log_dir_);
-  std::vector<std::string> errors = error_lines(r.output);
-  ASSERT_EQ(errors.size(), 1u) << r.output;
-  const std::string& e = errors[0];
-  EXPECT_EQ(e.rfind("gradus: error: ", 0), 0u) << e;
-  for (const std::string& part :
-       {(run / kCheckpointFile).string(), std::string(std::strerror(ENOSPC)),
-        std::string("stopped after step 20"), std::string("checkpoint of step 10 is intact"),
-        "gradus run --resume " + run.string()})
-    EXPECT_NE(e.find(part), std::string::npos) << "\"" << part << "\" not in: " << e;
-  EXPECT_EQ(checkpoint_step(run), 10);
-  EXPECT_TRUE(temporaries(run).empty());
-  EXPECT_FALSE(fs::exists(run / kSummaryFile));
-
-  CommandResult again = resume(run);
-  ASSERT_EQ(again.status, 0) << again.output;
-  expect_same_run(want, run);
+  fault_then_resume("enospc:checkpoint:2", 1, [](const fs::path& run, const std::string& output) {
+    std::vector<std::string> errors = error_lines(output);
+    ASSERT_EQ(errors.size(), 1u) << output;
+    const std::string& e = errors[0];
+    EXPECT_EQ(e.rfind("gradus: error: ", 0), 0u) << e;
+    for (const std::string& part :
+         {(run / kCheckpointFile).string(), std::string(std::strerror(ENOSPC)),
+          std::string("stopped after step 20"), std::string("checkpoint of step 10 is intact"),
+          "gradus run --resume " + run.string()})
+      EXPECT_NE(e.find(part), std::string::npos) << "\"" << part << "\" not in: " << e;
+    EXPECT_EQ(checkpoint_step(run), 10);
+    EXPECT_TRUE(temporaries(run).empty());
+    EXPECT_FALSE(fs::exists(run / kSummaryFile));
+  });
 }
 
 // The very first metrics write fails: there is no checkpoint yet, and the message says that the
 // resume starts over.
 TEST_F(Faults, FullDiskBeforeTheFirstCheckpointSaysTheResumeStartsOver) {
-  const RunRecord& want = reference();
-  CommandResult r = run_with_fault("enospc:metrics:1");
-  ASSERT_EQ(r.status, 1) << r.output;
-  fs::path run = only_run(log_dir_);
-  std::vector<std::string> errors = error_lines(r.output);
-  ASSERT_EQ(errors.size(), 1u) << r.output;
-  EXPECT_NE(errors[0].find((run / kMetricsFile).string()), std::string::npos) << errors[0];
-  EXPECT_NE(errors[0].find(std::strerror(ENOSPC)), std::string::npos) << errors[0];
-  EXPECT_NE(errors[0].find("no checkpoint yet"), std::string::npos) << errors[0];
-  EXPECT_FALSE(fs::exists(run / kCheckpointFile));
-  EXPECT_FALSE(fs::exists(run / kMetricsFile));
-
-  CommandResult again = resume(run);
-  ASSERT_EQ(again.status, 0) << again.output;
-  expect_same_run(want, run);
+  fault_then_resume("enospc:metrics:1", 1, [](const fs::path& run, const std::string& output) {
+    std::vector<std::string> errors = error_lines(output);
+    ASSERT_EQ(errors.size(), 1u) << output;
+    EXPECT_NE(errors[0].find((run / kMetricsFile).string()), std::string::npos) << errors[0];
+    EXPECT_NE(errors[0].find(std::strerror(ENOSPC)), std::string::npos) << errors[0];
+    EXPECT_NE(errors[0].find("no checkpoint yet"), std::string::npos) << errors[0];
+    EXPECT_FALSE(fs::exists(run / kCheckpointFile));
+    EXPECT_FALSE(fs::exists(run / kMetricsFile));
+  });
 }
 
 // A real full disk: log.dir on a tmpfs with room for one checkpoint but not for the temporary of
 // the next one beside it. After the error the tmpfs is enlarged (the disk freed) and the run
 // resumed.
 TEST_F(Faults, RealFullTmpfsStopsCleanlyAndResumes) {
-  const RunRecord& want = reference();
+  reference();  // its checkpoint gives the size of the disk
   // The checkpoint's size from the reference; the metrics and resolved.json need a few pages more.
   const size_t checkpoint_bytes =
       fs::file_size(only_run(suite_dir_) / kCheckpointFile);  // about 0.45 MB
@@ -427,9 +431,7 @@ TEST_F(Faults, RealFullTmpfsStopsCleanlyAndResumes) {
   // Free the disk: grow the tmpfs in place.
   ASSERT_EQ(::mount("tmpfs", disk.c_str(), "tmpfs", MS_REMOUNT, "size=16m"), 0)
       << std::strerror(errno);
-  CommandResult again = resume(run);
-  ASSERT_EQ(again.status, 0) << again.output;
-  expect_same_run(want, run);
+  resume_to_the_end(run);
 }
 
 // ---- report -------------------------------------------------------------------------------------

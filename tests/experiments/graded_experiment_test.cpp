@@ -3,15 +3,16 @@
 #include "experiments/lib/graded_experiment.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
 
 #include "core/error.h"
 #include "experiments/lib/descriptor.h"
 #include "support/expect_error.h"
+#include "support/test_dir.h"
 
 namespace gradus::experiments {
 namespace {
@@ -21,16 +22,10 @@ using json = nlohmann::json;
 
 fs::path repo_root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
 
-class GradedExperiment : public ::testing::Test {
+// dir_: a fresh directory for this test, removed at the end.
+class GradedExperiment : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           fmt::format("gradus_graded_{}_{}", info->name(), static_cast<long>(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  GradedExperiment() : TempDirTest("graded") {}
 
   // Runs `doc` as a descriptor file in the test's directory.
   json run(const json& doc, std::vector<std::string> overrides = {}) {
@@ -44,7 +39,6 @@ class GradedExperiment : public ::testing::Test {
     std::ostringstream log;
     return run_graded_experiment(o, log);
   }
-  fs::path dir_;
 };
 
 std::string problems(const json& doc) {
@@ -111,10 +105,9 @@ TEST_F(GradedExperiment, RunDescriptorsCheckTheGradedOptions) {
 
 TEST_F(GradedExperiment, CommittedDescriptorsAreValid) {
   for (const char* name : {"graded_polynomial", "graded_multiscale", "graded_brackets"}) {
-    std::ifstream in(repo_root() / "experiments" / (std::string(name) + ".json"));
-    std::stringstream s;
-    s << in.rdbuf();
-    EXPECT_NO_THROW(validate_graded_experiment(json::parse(s.str(), nullptr, true, true), name))
+    const std::string text =
+        testing::read_text(repo_root() / "experiments" / (std::string(name) + ".json"));
+    EXPECT_NO_THROW(validate_graded_experiment(json::parse(text, nullptr, true, true), name))
         << name;
   }
 }

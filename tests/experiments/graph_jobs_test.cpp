@@ -3,7 +3,6 @@
 // experiments/lm_tiny_test.json trains, checkpoints and resumes bit for bit. The fine-tuning runner
 // (graph-finetune) on a saved base with each adapter. The protein-like data's labelling rules.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <set>
@@ -14,6 +13,8 @@
 #include "experiments/lib/graph_protein_data.h"
 #include "experiments/lib/lm_job.h"
 #include "models/checkpoint/checkpoint.h"
+#include "support/test_dir.h"
+#include "support/tiny_lm_run.h"
 
 namespace gradus::experiments {
 namespace {
@@ -84,26 +85,14 @@ TEST(GraphDescriptor, ErrorsNameThePathExpectedAndFound) {
     EXPECT_NE(all.find(part), std::string::npos) << part << "\n  not in:\n" << all;
 }
 
-// A fresh directory for this test's runs, removed at the end.
-class GraphLmJob : public ::testing::TestWithParam<const char*> {
+// dir_: a fresh directory for this test's runs, removed at the end. The parameter: the kind.
+class GraphLmJob : public testing::TempDirTest, public ::testing::WithParamInterface<const char*> {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("gradus_graph_job_{}_{}", GetParam(), static_cast<long>(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+  GraphLmJob() : TempDirTest(fmt::format("graph_job_{}", GetParam())) {}
+  LmRunOptions options() const {
+    return testing::tiny_lm_run(
+        repo_root(), dir_, {fmt::format("model.attention_kind={}", GetParam()), "train.steps=14"});
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  LmRunOptions options(std::vector<std::string> extra = {}) const {
-    LmRunOptions o;
-    o.descriptor_path = (repo_root() / "experiments" / "lm_tiny_test.json").string();
-    o.overrides = {"log.dir=" + dir_.string(), fmt::format("model.attention_kind={}", GetParam()),
-                   "train.steps=14"};
-    for (auto& s : extra) o.overrides.push_back(std::move(s));
-    o.project_root = repo_root().string();
-    return o;
-  }
-  fs::path dir_;
   std::ostringstream log_;
 };
 
@@ -119,9 +108,7 @@ TEST_P(GraphLmJob, TrainsAndResumesBitForBit) {
   first.stop_after_step = 12;
   LmRunResult killed = run_lm(first, log_);
   ASSERT_FALSE(killed.completed);
-  LmRunOptions again;
-  again.resume_dir = killed.run_dir;
-  again.project_root = repo_root().string();
+  LmRunOptions again = testing::resume_lm_run(repo_root(), killed.run_dir);
   LmRunResult resumed = run_lm(again, log_);
   ASSERT_TRUE(resumed.completed);
   EXPECT_EQ(resumed.summary["final_train_loss"].get<double>(),
@@ -132,13 +119,15 @@ TEST_P(GraphLmJob, TrainsAndResumesBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(Kinds, GraphLmJob, ::testing::Values("gin"));
 
+// dir_: a fresh directory for the base and the results, removed at the end.
+class GraphFinetune : public testing::TempDirTest {
+ protected:
+  GraphFinetune() : TempDirTest("graph_finetune") {}
+};
+
 // Both adapters fine-tune a saved base: LoRA at the rank matching Sparse-GIN's count, Sparse-GIN's
 // gates reported per layer, the result written as JSON; the training loss falls.
-TEST(GraphFinetune, RunsEachAdapterOnASavedBase) {
-  const fs::path dir = fs::temp_directory_path() /
-                       fmt::format("gradus_graph_finetune_{}", static_cast<long>(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+TEST_F(GraphFinetune, RunsEachAdapterOnASavedBase) {
   ModelConfig c;
   c.hidden_size = 32;
   c.intermediate_size = 64;
@@ -147,7 +136,7 @@ TEST(GraphFinetune, RunsEachAdapterOnASavedBase) {
   c.max_position_embeddings = 32;
   Generator gen(1);
   DecoderLM base(c, gen);
-  const std::string path = (dir / "base.safetensors").string();
+  const std::string path = (dir_ / "base.safetensors").string();
   save_model(path, base);
   for (const char* adapter : {"sparse_gin", "lora"}) {
     SCOPED_TRACE(adapter);
@@ -162,7 +151,7 @@ TEST(GraphFinetune, RunsEachAdapterOnASavedBase) {
     o.lr = 2e-2;
     o.eval_every = 3;
     o.eval_batches = 2;
-    o.out = (dir / fmt::format("{}.json", adapter)).string();
+    o.out = (dir_ / fmt::format("{}.json", adapter)).string();
     std::ostringstream log;
     json r = run_graph_finetune(o, log);
     ASSERT_EQ(r["evals"].size(), 3u);  // steps 0, 3, 6
@@ -180,7 +169,6 @@ TEST(GraphFinetune, RunsEachAdapterOnASavedBase) {
     }
     EXPECT_NE(log.str().find("trainable"), std::string::npos);
   }
-  fs::remove_all(dir);
 }
 
 // The labels follow the relational rules: a helix motif hyd(i), polar i+1, i+2, hyd(i+3), hyd(i+4);

@@ -4,7 +4,6 @@
 #include "experiments/lib/lm_job.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -18,6 +17,8 @@
 #include "models/io/safetensors.h"
 #include "support/cuda.h"
 #include "support/expect_error.h"
+#include "support/test_dir.h"
+#include "support/tiny_lm_run.h"
 
 namespace gradus::experiments {
 namespace {
@@ -27,18 +28,8 @@ using json = nlohmann::json;
 
 fs::path repo_root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
 
-std::string tiny_descriptor() {
-  return (repo_root() / "experiments" / "lm_tiny_test.json").string();
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-json read_json(const fs::path& p) { return json::parse(read_text(p)); }
+using gradus::testing::read_json;
+using gradus::testing::read_text;
 
 std::vector<json> read_jsonl(const fs::path& p) {
   std::vector<json> out;
@@ -47,28 +38,15 @@ std::vector<json> read_jsonl(const fs::path& p) {
   return out;
 }
 
-// A fresh directory for this test's runs, removed at the end.
-class LmJob : public ::testing::Test {
+// dir_: a fresh directory for this test's runs, removed at the end.
+class LmJob : public gradus::testing::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           fmt::format("gradus_lm_job_{}_{}", info->name(), static_cast<long>(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  LmJob() : TempDirTest("lm_job") {}
 
-  LmRunOptions options(std::vector<std::string> overrides = {}) const {
-    LmRunOptions o;
-    o.descriptor_path = tiny_descriptor();
-    o.overrides = {"log.dir=" + dir_.string()};
-    for (auto& s : overrides) o.overrides.push_back(std::move(s));
-    o.project_root = repo_root().string();
-    return o;
+  LmRunOptions options(const std::vector<std::string>& overrides = {}) const {
+    return testing::tiny_lm_run(repo_root(), dir_, overrides);
   }
 
-  fs::path dir_;
   std::ostringstream log_;
 };
 
@@ -157,9 +135,7 @@ TEST_F(LmJob, ResumeAfterAKillEndsAsTheUninterruptedRun) {
   // line of step 15 and writes it again.
   EXPECT_EQ(read_jsonl(fs::path(killed.run_dir) / kMetricsFile).size(), 3u);
 
-  LmRunOptions again;
-  again.resume_dir = killed.run_dir;
-  again.project_root = repo_root().string();
+  LmRunOptions again = testing::resume_lm_run(repo_root(), killed.run_dir);
   LmRunResult resumed = run_lm(again, log_);
   ASSERT_TRUE(resumed.completed);
   EXPECT_EQ(resumed.run_dir, killed.run_dir);
@@ -224,7 +200,7 @@ TEST_F(LmJob, FixedRunDirectoryContinuesAndFinishes) {
   LmRunOptions other = options({"train.steps=21"});
   other.run_dir = o.run_dir;
   testing::expect_error([&] { run_lm(other, log_); },
-                                {"--run-dir", "train.steps (20 in the run, 21 given)"});
+                        {"--run-dir", "train.steps (20 in the run, 21 given)"});
 }
 
 TEST_F(LmJob, ResumeWithoutACheckpointStartsOver) {
@@ -234,9 +210,7 @@ TEST_F(LmJob, ResumeWithoutACheckpointStartsOver) {
   first.stop_after_step = 3;
   LmRunResult killed = run_lm(first, log_);
   EXPECT_FALSE(fs::exists(fs::path(killed.run_dir) / kCheckpointFile));
-  LmRunOptions again;
-  again.resume_dir = killed.run_dir;
-  again.project_root = repo_root().string();
+  LmRunOptions again = testing::resume_lm_run(repo_root(), killed.run_dir);
   LmRunResult resumed = run_lm(again, log_);
   EXPECT_EQ(resumed.summary["final_val_loss"].get<double>(),
             straight.summary["final_val_loss"].get<double>());
@@ -349,7 +323,8 @@ TEST_F(LmJob, InvalidDescriptorFailsBeforeAnyWork) {
   EXPECT_EQ(log_.str(), "");
 }
 
-// ---- on the GPU ----------------------------------------------------------------------------------
+// ---- on the GPU
+// ----------------------------------------------------------------------------------
 
 TEST_F(LmJob, CudaWithoutAGpuIsAClearErrorBeforeAnyWork) {
   if (kernels::cuda_device_count() > 0) GTEST_SKIP() << "this machine has a GPU";
@@ -379,16 +354,15 @@ TEST_F(LmJob, TrainsOnCudaAndResumesExactly) {
   EXPECT_LT(lines.back()["train_loss"].get<double>(), lines.front()["train_loss"].get<double>());
 
   // Loss within float rounding of the CPU run (same initialisation, data and dropout masks).
-  LmRunResult cpu = run_lm(options({"device=cpu", "train.steps=24", "model.attention_dropout=0.1"}), log_);
+  LmRunResult cpu =
+      run_lm(options({"device=cpu", "train.steps=24", "model.attention_dropout=0.1"}), log_);
   EXPECT_NEAR(straight.summary["final_train_loss"].get<double>(),
               cpu.summary["final_train_loss"].get<double>(), 1e-3);
 
   LmRunOptions first = options(set);
   first.stop_after_step = 17;
   LmRunResult killed = run_lm(first, log_);
-  LmRunOptions again;
-  again.resume_dir = killed.run_dir;
-  again.project_root = repo_root().string();
+  LmRunOptions again = testing::resume_lm_run(repo_root(), killed.run_dir);
   LmRunResult resumed = run_lm(again, log_);
   ASSERT_TRUE(resumed.completed);
   // Deterministic on the GPU: the resumed run ends bit for bit where the uninterrupted one does.
@@ -400,4 +374,3 @@ TEST_F(LmJob, TrainsOnCudaAndResumesExactly) {
 
 }  // namespace
 }  // namespace gradus::experiments
-

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -14,12 +15,15 @@
 
 namespace gradus::testing {
 
-// <tmp>/gradus_<prefix>_<test name>_<pid>, empty.
+// <tmp>/gradus_<prefix>_<test name>_<pid>, empty. A parameterised test's name ("Name/0") has its
+// '/' replaced, so that the directory is one level, removed whole.
 inline std::filesystem::path fresh_test_dir(const std::string& prefix) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                              ("gradus_" + prefix + "_" + (info ? info->name() : "test") + "_" +
-                               std::to_string(static_cast<long>(::getpid())));
+  std::string name = info ? info->name() : "test";
+  std::replace(name.begin(), name.end(), '/', '_');
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      ("gradus_" + prefix + "_" + name + "_" + std::to_string(static_cast<long>(::getpid())));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;

@@ -22,7 +22,7 @@ def _rope(q, k, theta):
     i = torch.arange(D // 2, dtype=torch.float64)
     angles = torch.outer(torch.arange(T, dtype=torch.float64), theta ** (-2.0 * i / D))
     angles = torch.cat((angles, angles), dim=-1)
-    cos, sin = angles.cos().to(q.dtype), angles.sin().to(q.dtype)
+    cos, sin = angles.cos().to(q.device, q.dtype), angles.sin().to(q.device, q.dtype)
 
     def rot(x):
         half = x.shape[-1] // 2
@@ -71,7 +71,7 @@ class GINAttention(nn.Module):
         q, k = _rope(split(self.q_proj(x)), split(self.k_proj(x)), self.theta)
         v = split(x)
         s = q @ k.transpose(2, 3) / math.sqrt(D)
-        causal = torch.tril(torch.ones(T, T)).unsqueeze(0).unsqueeze(0)
+        causal = torch.tril(torch.ones(T, T, device=x.device)).unsqueeze(0).unsqueeze(0)
         s = s + (1 - causal) * (-1e9)
         a = F.softmax(s * self.sharpening, dim=-1)
         out = torch.cat([self.gin_layers[h](v[:, h], a[:, h]).unsqueeze(1) for h in range(H)], dim=1)
@@ -100,7 +100,7 @@ class PNAAttention(nn.Module):
         q, k = _rope(split(self.q_proj(x)), split(self.k_proj(x)), self.theta)
         v = split(self.v_proj(x))
         s = q @ k.transpose(2, 3) / math.sqrt(D)
-        causal = torch.tril(torch.ones(T, T)).unsqueeze(0).unsqueeze(0)
+        causal = torch.tril(torch.ones(T, T, device=x.device)).unsqueeze(0).unsqueeze(0)
         a = F.relu(s + (1 - causal) * (-1e9))
         a = F.softplus(self.beta * (a - self.tau)) / self.beta * causal  # sharp_softplus, re-masked
         deg = a.sum(dim=-1)

@@ -5,6 +5,7 @@
 
 #include <limits>
 
+#include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
 #include "autodiff/ops/reduce.h"
 #include "kernels/cross_entropy.h"
@@ -59,8 +60,9 @@ const OpDef& kCrossEntropy = register_op(
 
 }  // namespace
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets, int64_t ignore_index,
                      const std::string& reduction) {
+  const Tensor logits = detail::autocast_wide(logits_in);  // the loss in the wide dtype
   const char* op = "cross_entropy";
   detail::expect_defined(op, logits, "logits");
   detail::expect_defined(op, targets, "targets");

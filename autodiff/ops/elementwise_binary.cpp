@@ -1,5 +1,6 @@
 // Binary elementwise ops: forward through the "binary" kernel, backward through "binary_backward",
 // which writes each input's gradient in the broadcast shape (the engine sums it back).
+#include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
 #include "autodiff/ops/elementwise.h"
 #include "kernels/elementwise.h"
@@ -46,8 +47,10 @@ void binary_backward_rule(const Record& r, const std::vector<Tensor>& go, std::v
   gi[1] = gb;
 }
 
-Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+Tensor binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
   const char* name = kernels::binary_op_name(op);
+  Tensor a = a_in, b = b_in;
+  detail::autocast_promote(a, b);  // under autocast only: a narrow and a wide operand meet
   detail::expect_float_compatible(name, {&a, &b});
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());

@@ -3,6 +3,7 @@
 
 #include <numeric>
 
+#include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
 #include "kernels/graph.h"
 
@@ -42,8 +43,10 @@ const OpDef& kNeighbourMin = register_op({.name = "neighbour_min",
                                           .backward_kernels = {kernels::kNeighbourExtremumBackward},
                                           .gradcheck = "Gradcheck.neighbour_min"});
 
-Tensor neighbour_extremum(const Tensor& adj, const Tensor& x, bool is_min) {
+Tensor neighbour_extremum(const Tensor& adj_in, const Tensor& x_in, bool is_min) {
   const char* name = is_min ? "neighbour_min" : "neighbour_max";
+  Tensor adj = adj_in, x = x_in;
+  detail::autocast_promote(adj, x);  // under autocast: a wide adjacency meets narrow features
   detail::expect_float_compatible(name, {&adj, &x});
   GRADUS_CHECK(adj.dim() >= 2 && x.dim() >= 2, name,
                "expected adj: (..., L, S) and x: (..., S, d), found adj {} and x {}",
@@ -213,8 +216,10 @@ CsrGraph dense_to_csr(const Tensor& adj, double threshold, bool causal, const Te
   return g;
 }
 
-Tensor csr_matmul(const CsrGraph& graph, const Tensor& values, const Tensor& x) {
+Tensor csr_matmul(const CsrGraph& graph, const Tensor& values_in, const Tensor& x_in) {
   constexpr const char* kName = "csr_matmul";
+  Tensor values = values_in, x = x_in;
+  detail::autocast_promote(values, x);
   detail::expect_float_compatible(kName, {&values, &x});
   detail::expect_rank(kName, values, 1, "values (nnz)");
   detail::expect_rank(kName, x, 2, "x (cols, d)");

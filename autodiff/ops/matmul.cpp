@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
 #include "autodiff/ops/reduce.h"
 #include "core/strided_loop.h"
@@ -187,7 +188,8 @@ void linear_backward(const Record& r, const std::vector<Tensor>& go, std::vector
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = detail::autocast_compute(a_in), b = detail::autocast_compute(b_in);
   detail::expect_float_compatible("matmul", {&a, &b});
   GRADUS_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul",
                "expected operands of rank 1 or more but found a {} and b {}", a.describe(),
@@ -218,7 +220,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+  const Tensor x = detail::autocast_compute(x_in), weight = detail::autocast_compute(weight_in),
+               bias = detail::autocast_compute(bias_in);
   const bool has_bias = bias.defined();
   if (has_bias)
     detail::expect_float_compatible("linear", {&x, &weight, &bias});

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
 #include "kernels/norm.h"
 
@@ -97,7 +98,9 @@ const OpDef& kLayerNorm = register_op({.name = "layer_norm",
 
 }  // namespace
 
-Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+Tensor rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps) {
+  // Under autocast the statistics and the output are in the wide dtype.
+  const Tensor x = detail::autocast_wide(x_in), weight = detail::autocast_wide(weight_in);
   check_norm_args("rms_norm", x, weight, "weight", eps);
   Tensor xc = raw_contiguous(x);
   Tensor w = contiguous_or_undefined(weight);
@@ -111,7 +114,10 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   return y;
 }
 
-Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+Tensor layer_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
+                  double eps) {
+  const Tensor x = detail::autocast_wide(x_in), weight = detail::autocast_wide(weight_in),
+               bias = detail::autocast_wide(bias_in);
   check_norm_args("layer_norm", x, weight, "weight", eps);
   check_norm_args("layer_norm", x, bias, "bias", eps);
   Tensor xc = raw_contiguous(x);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 
+#include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
 #include "kernels/copy.h"
 #include "kernels/shape.h"
@@ -165,7 +166,8 @@ const OpDef& kGatherDef = register_op(
 
 }  // namespace
 
-Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
+Tensor concat(const std::vector<Tensor>& xs_in, int64_t axis) {
+  const std::vector<Tensor> xs = detail::autocast_promote_all(xs_in);  // under autocast only
   expect_joinable("concat", xs);
   const Tensor& first = xs[0];
   GRADUS_CHECK(first.dim() > 0, "concat", "cannot concatenate rank-0 tensors ({}); use stack",
@@ -221,7 +223,8 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   return pieces;
 }
 
-Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
+Tensor stack(const std::vector<Tensor>& xs_in, int64_t axis) {
+  const std::vector<Tensor> xs = detail::autocast_promote_all(xs_in);  // under autocast only
   expect_joinable("stack", xs);
   const Tensor& first = xs[0];
   for (size_t k = 0; k < xs.size(); ++k)

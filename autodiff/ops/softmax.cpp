@@ -2,6 +2,7 @@
 // (outer, n, inner) with the softmax axis in the middle. Only the output y is saved.
 #include "autodiff/ops/softmax.h"
 
+#include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
 #include "kernels/softmax.h"
 
@@ -55,7 +56,11 @@ Tensor softmax_impl(bool is_log, const Tensor& x, int64_t axis_in) {
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t axis) { return softmax_impl(false, x, axis); }
-Tensor log_softmax(const Tensor& x, int64_t axis) { return softmax_impl(true, x, axis); }
+Tensor softmax(const Tensor& x, int64_t axis) {
+  return softmax_impl(false, detail::autocast_wide(x), axis);
+}
+Tensor log_softmax(const Tensor& x, int64_t axis) {
+  return softmax_impl(true, detail::autocast_wide(x), axis);
+}
 
 }  // namespace gradus

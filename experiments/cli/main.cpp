@@ -46,8 +46,8 @@ commands:
                    directory) over FILE, default the run's validation split, as one JSON object
   ops [--json]     list every op with its CPU/CUDA forward and backward support per dtype
   info             version, CPU, BLAS library, thread count, CUDA backend
-  bench lm [--preset small|medium] [--attention KIND] [--device cpu|cuda] [--dtype f32]
-           [--steps N] [--threads T] [--seed S] [--json]
+  bench lm [--preset small|medium] [--attention KIND] [--device cpu|cuda] [--precision f32|bf16]
+           [--steps N] [--batch B] [--threads T] [--seed S] [--json]
                    time language-model training steps (forward, backward, AdamW) on random tokens
   verify [SUITE ...] [suite options]
                    run the theory checks of each SUITE (default: all), a table per suite; exit
@@ -213,22 +213,24 @@ int cmd_bench(const Flags& f) {
   GRADUS_CHECK(!f.args.empty() && f.args[0] == "lm", "gradus bench",
                "expected a benchmark name (lm), found \"{}\"", f.args.empty() ? "" : f.args[0]);
   Flags rest{std::vector<std::string>(f.args.begin() + 1, f.args.end())};
-  rest.allow({"--preset", "--attention", "--device", "--dtype", "--steps", "--threads", "--seed"},
+  rest.allow({"--preset", "--attention", "--device", "--precision", "--steps", "--batch",
+              "--threads", "--seed"},
              {"--json"});
   gradus::experiments::BenchLmOptions o;
   o.preset = rest.value("--preset", o.preset);
   o.attention = rest.value("--attention", o.attention);
   o.device = rest.value("--device", o.device);
-  o.dtype = rest.value("--dtype", o.dtype);
+  o.precision = rest.value("--precision", o.precision);
   o.steps = rest.integer("--steps", o.steps);
+  o.batch = rest.integer("--batch", o.batch);
   o.threads = static_cast<int>(rest.integer("--threads", o.threads));
   o.seed = static_cast<uint64_t>(rest.integer("--seed", 0));
   nlohmann::json r = gradus::experiments::bench_lm(o);
   if (rest.has("--json")) {
     std::cout << r.dump() << "\n";
   } else {
-    std::cout << fmt::format("{} / {}: {:.0f} tokens/s, {:.1f} ms per step (median of {}), peak {:.1f} MiB\n",
-                             o.preset, o.attention, r["tokens_per_s"].get<double>(),
+    std::cout << fmt::format("{} / {} / {}: {:.0f} tokens/s, {:.1f} ms per step (median of {}), peak {:.1f} MiB\n",
+                             o.preset, o.attention, o.precision, r["tokens_per_s"].get<double>(),
                              r["ms_per_step"].get<double>(), o.steps,
                              r["peak_bytes"].get<double>() / 1048576.0);
   }

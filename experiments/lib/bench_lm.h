@@ -11,8 +11,11 @@ struct BenchLmOptions {
   std::string preset = "small";
   std::string attention = "std";
   std::string device = "cpu";
-  std::string dtype = "f32";
+  // "f32": everything in f32. "bf16": mixed precision (autodiff/autocast.h): products and
+  // attention in bf16, norms, softmax and the loss in f32, f32 parameters and optimiser state.
+  std::string precision = "f32";
   int64_t steps = 5;     // timed steps (after one warm-up step)
+  int64_t batch = 0;     // 0: the preset's (small 32, medium 16)
   int threads = 0;       // 0: leave the OpenMP default
   uint64_t seed = 0;
 };

@@ -364,6 +364,9 @@ const std::vector<Rule>& rules() {
                          "B, windows per step (B x T tokens per step)."));
     r.push_back(num_rule("train.clip_grad_norm", t.clip_grad_norm, 0, false, std::nullopt, false,
                          "Clip the global gradient norm to this value; 0 turns clipping off."));
+    r.push_back(enum_rule("train.precision", t.precision, {"f32", "bf16"},
+                          "f32, or bf16 mixed precision: products and attention in bf16; norms, "
+                          "softmax, the loss, parameters and optimiser state in f32 (GPU only)."));
     r.push_back(num_rule("train.grade_lr_scale", t.grade_lr_scale, 0, false, std::nullopt, false,
                          "The learning rate of grade parameters (graded kinds) relative to "
                          "train.lr; they get no weight decay."));
@@ -586,6 +589,11 @@ void cross_check(Checker& c, json& r) {
           fmt::format("expected at most train.steps ({}), found {}", t["steps"].get<int64_t>(),
                       t["warmup_steps"].get<int64_t>()));
   }
+  if (c.ok({"train.precision", "device"}) && t["precision"] == "bf16" && r["device"] == "cpu") {
+    c.add("train.precision",
+          "\"bf16\" computes in bf16, which only the GPU backend does; set \"device\": \"cuda\" "
+          "(or \"auto\" on a GPU machine), or use \"f32\"");
+  }
   if (c.ok({"device"}) && r["device"] == "cuda" && !kernels::cuda_built()) {
     c.add("device",
           "\"cuda\" was asked for, but this build has no CUDA backend (configure with "
@@ -789,6 +797,7 @@ Descriptor parse_descriptor(json doc, const std::string& source,
   d.train.batch_size = t["batch_size"];
   d.train.clip_grad_norm = t["clip_grad_norm"];
   d.train.grade_lr_scale = t["grade_lr_scale"];
+  d.train.precision = t["precision"];
   d.eval.every = e["every"];
   d.eval.batches = e["batches"];
   d.log.every = l["every"];
@@ -880,7 +889,8 @@ nlohmann::json Descriptor::to_json() const {
                   {"steps", train.steps},
                   {"batch_size", train.batch_size},
                   {"clip_grad_norm", train.clip_grad_norm},
-                  {"grade_lr_scale", train.grade_lr_scale}};
+                  {"grade_lr_scale", train.grade_lr_scale},
+                  {"precision", train.precision}};
   out["eval"] = {{"every", eval.every}, {"batches", eval.batches}};
   out["log"] = {{"every", log.every}, {"name", log.name}, {"dir", log.dir}};
   out["seed"] = seed;

@@ -42,6 +42,9 @@ struct TrainSpec {
   int64_t batch_size = 16;
   double clip_grad_norm = 1.0;  // 0: no clipping
   double grade_lr_scale = 0.1;  // grade parameters (graded kinds): lr x this, no weight decay
+  // f32 | bf16: mixed precision (autodiff/autocast.h), bf16 products and attention, f32 norms,
+  // softmax, loss, parameters and optimiser state; needs the GPU.
+  std::string precision = "f32";
 };
 
 struct EvalSpec {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <ostream>
 
+#include "autodiff/autocast.h"
 #include "autodiff/tape.h"
 #include "core/error.h"
 #include "experiments/lib/descriptor.h"
@@ -258,6 +259,11 @@ LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
     d = load_descriptor(options.descriptor_path, options.overrides);
   }
   const Device device = resolve_device(d.device, "device");
+  const bool mixed_precision = d.train.precision == "bf16";
+  GRADUS_CHECK(!mixed_precision || !device.is_cpu(), "train.precision",
+               "\"bf16\" computes in bf16, which only the GPU backend does, but \"device\": \"{}\" "
+               "resolved to the CPU; use \"f32\" here",
+               d.device);
 
   // Everything that can fail on the inputs fails here, before any training.
   std::string corpus_file;
@@ -349,7 +355,13 @@ LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
     for (ParamGroup& g : opt->param_groups()) g.lr = lr * g.lr_scale;
     TokenBatch batch = on_device(ds.sample(Split::train, B, T, st.data_gen), device);
     opt->zero_grad();
-    Tensor loss_t = lm.loss(batch.inputs, batch.targets);
+    Tensor loss_t;
+    if (mixed_precision) {  // the forward only: the backward runs in the forward's dtypes
+      AutocastGuard autocast(DType::bf16, DType::f32);
+      loss_t = lm.loss(batch.inputs, batch.targets);
+    } else {
+      loss_t = lm.loss(batch.inputs, batch.targets);
+    }
     const double loss = loss_t.item();
     backward(loss_t);
     const double gnorm = d.train.clip_grad_norm > 0 ? clip_grad_norm(params, d.train.clip_grad_norm)

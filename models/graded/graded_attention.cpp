@@ -2,15 +2,12 @@
 
 #include <cmath>
 
-#include "autodiff/ops/dropout.h"
 #include "autodiff/ops/elementwise.h"
-#include "autodiff/ops/mask.h"
 #include "autodiff/ops/matmul.h"
-#include "autodiff/ops/rope.h"
-#include "autodiff/ops/softmax.h"
 #include "autodiff/ops/view.h"
 #include "core/error.h"
 #include "models/graded/graded_channel_map.h"
+#include "models/nn/attention_heads.h"
 
 namespace gradus::graded {
 
@@ -54,10 +51,10 @@ GradedSelfAttention::GradedSelfAttention(const ModelConfig& c, GradingKind kind,
   c.validate();
   validate_graded_config(c, kind);
   const int64_t C = hidden_size_;
-  q_proj_ = register_module("q_proj", std::make_shared<Linear>(C, C, false, gen));
-  k_proj_ = register_module("k_proj", std::make_shared<Linear>(C, C, false, gen));
-  v_proj_ = register_module("v_proj", std::make_shared<Linear>(C, C, false, gen));
-  o_proj_ = register_module("o_proj", std::make_shared<Linear>(C, C, false, gen));
+  q_proj_ = add_projection(*this, "q_proj", C, gen);
+  k_proj_ = add_projection(*this, "k_proj", C, gen);
+  v_proj_ = add_projection(*this, "v_proj", C, gen);
+  o_proj_ = add_projection(*this, "o_proj", C, gen);
   grading_ = std::make_shared<GradingOperator>(attention_options(c, kind));
   if (folded_) {
     // Q Phi = Y (Phi Wq)^T: scale the rows of Wq (and Wk, Wv) once; run ungraded from then on.
@@ -71,9 +68,8 @@ GradedSelfAttention::GradedSelfAttention(const ModelConfig& c, GradingKind kind,
 }
 
 Tensor GradedSelfAttention::forward(const Tensor& x, int64_t position_offset) {
-  GRADUS_CHECK(x.dim() == 3 && x.size(2) == hidden_size_, "GradedSelfAttention",
-               "expected x of shape (B, T, {}) but found {}", hidden_size_, x.describe());
-  const int64_t B = x.size(0), T = x.size(1), H = num_heads_, D = head_dim_, C = hidden_size_;
+  check_attention_input("GradedSelfAttention", x, hidden_size_);
+  const int64_t H = num_heads_, D = head_dim_, C = hidden_size_;
   Tensor wq = q_proj_->weight(), wk = k_proj_->weight(), wv = v_proj_->weight();
   if (!folded_) {
     // s: (rows, D) -> one scale per output row of the projections, (C, 1). Phi applied to the
@@ -85,18 +81,12 @@ Tensor GradedSelfAttention::forward(const Tensor& x, int64_t position_offset) {
     if (score_power_ == 2) wk = wk * rows;
     if (graded_values_) wv = wv * rows;
   }
-  // (B, T, C) -> (B, H, T, D): a view; rope and matmul take the strided layout as it is.
-  auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, D}), 1, 2); };
-  Tensor q = rope(heads(linear(x, wq)), rope_theta_, position_offset);
-  Tensor k = rope(heads(linear(x, wk)), rope_theta_, position_offset);
-  Tensor v = heads(linear(x, wv));
-  q = q * (1.0 / std::sqrt(static_cast<double>(D)));
-  Tensor scores = matmul(q, transpose(k, -2, -1));  // (B, H, T, T)
-  Tensor p = softmax(causal_masked_fill(scores), -1);
-  p = gradus::dropout(p, dropout_, *rng(), is_training());
-  Tensor out = matmul(p, v);                           // (B, H, T, D)
-  out = reshape(transpose(out, 1, 2), {B, T, H * D});  // (B, T, C)
-  return o_proj_->forward(out);
+  Tensor q = rope_heads(linear(x, wq), H, rope_theta_, position_offset);
+  Tensor k = rope_heads(linear(x, wk), H, rope_theta_, position_offset);
+  Tensor v = split_heads(linear(x, wv), H);  // (B, H, T, D)
+  Tensor out = causal_softmax_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(D)), dropout_,
+                                        *rng(), is_training());  // (B, H, T, D)
+  return o_proj_->forward(merge_heads(out));                     // (B, T, C)
 }
 
 namespace {

@@ -107,16 +107,23 @@ Tensor AdaptedLM::forward(const Tensor& ids, const Tensor& lengths) {
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const DecoderBlock& block = *base_->model()->layer(l);
     auto attn = std::dynamic_pointer_cast<CausalSelfAttention>(block.self_attn());
-    // CausalSelfAttention::forward, op for op, keeping the probabilities p.
+    // CausalSelfAttention::forward, op for op; Sparse-GIN keeps the probabilities p for its graph
+    // (the composite), without it the attention is the same call as the base model's.
     Tensor x = block.input_layernorm()->forward(h);
     auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, D}), 1, 2); };
     Tensor q = rope(heads(linear(l, "q_proj", x)), c.rope_theta, 0);
     Tensor k = rope(heads(linear(l, "k_proj", x)), c.rope_theta, 0);
     Tensor v = heads(linear(l, "v_proj", x));
-    q = q * (1.0 / std::sqrt(static_cast<double>(D)));
-    Tensor p = softmax(causal_masked_fill(matmul(q, transpose(k, -2, -1))), -1);
-    Tensor pd = gradus::dropout(p, attn->dropout(), *attn->rng(), is_training());
-    Tensor out = reshape(transpose(matmul(pd, v), 1, 2), {B, T, H * D});
+    const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+    Tensor p, attended;  // p: (B, H, T, T) with Sparse-GIN only; attended: (B, H, T, D)
+    if (gin_.empty()) {
+      attended =
+          causal_softmax_attention(q, k, v, scale, attn->dropout(), *attn->rng(), is_training());
+    } else {
+      p = softmax(causal_masked_fill(matmul(q * scale, transpose(k, -2, -1))), -1);
+      attended = matmul(gradus::dropout(p, attn->dropout(), *attn->rng(), is_training()), v);
+    }
+    Tensor out = reshape(transpose(attended, 1, 2), {B, T, H * D});
     h = h + linear(l, "o_proj", out);
     if (!gin_.empty()) {
       SparseAdjacency adj = build_sparse_adjacency(p, *options_.sparse_gin, lengths);

@@ -14,6 +14,7 @@
 #include "autodiff/ops/softmax.h"
 #include "autodiff/ops/view.h"
 #include "core/error.h"
+#include "models/nn/attention_heads.h"
 
 namespace gradus::graph {
 
@@ -135,25 +136,22 @@ PnaAttention::PnaAttention(const ModelConfig& c, Generator& gen)
   aggregators_ = parse_pna_aggregators(c.pna_aggregators);
   scalers_ = parse_pna_scalers(c.pna_scalers);
   const int64_t C = hidden_size_, H = num_heads_, D = head_dim_;
-  q_proj_ = register_module("q_proj", std::make_shared<Linear>(C, C, false, gen));
-  k_proj_ = register_module("k_proj", std::make_shared<Linear>(C, C, false, gen));
-  v_proj_ = register_module("v_proj", std::make_shared<Linear>(C, C, false, gen));
-  o_proj_ = register_module("o_proj", std::make_shared<Linear>(C, C, false, gen));
+  q_proj_ = add_projection(*this, "q_proj", C, gen);
+  k_proj_ = add_projection(*this, "k_proj", C, gen);
+  v_proj_ = add_projection(*this, "v_proj", C, gen);
+  o_proj_ = add_projection(*this, "o_proj", C, gen);
   mlp_in_ = register_module(
       "mlp_in", std::make_shared<HeadLinear>(H, feature_blocks() * D, mlp_dim_, false, gen));
   mlp_out_ = register_module("mlp_out", std::make_shared<HeadLinear>(H, mlp_dim_, D, false, gen));
 }
 
 Tensor PnaAttention::forward(const Tensor& x, int64_t position_offset) {
-  GRADUS_CHECK(x.dim() == 3 && x.size(2) == hidden_size_, "PnaAttention",
-               "expected x of shape (B, T, {}) but found {}", hidden_size_, x.describe());
-  const int64_t B = x.size(0), T = x.size(1), H = num_heads_, D = head_dim_;
-  auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, D}), 1, 2); };
-  Tensor q = rope(heads(q_proj_->forward(x)), rope_theta_, position_offset);
-  Tensor k = rope(heads(k_proj_->forward(x)), rope_theta_, position_offset);
-  Tensor v = heads(v_proj_->forward(x));
+  check_attention_input("PnaAttention", x, hidden_size_);
+  Tensor q = rope_heads(q_proj_->forward(x), num_heads_, rope_theta_, position_offset);
+  Tensor k = rope_heads(k_proj_->forward(x), num_heads_, rope_theta_, position_offset);
+  Tensor v = split_heads(v_proj_->forward(x), num_heads_);  // (B, H, T, D)
   const double scale =
-      1.0 / (std::sqrt(static_cast<double>(D)) * (softmax_adjacency_ ? temperature_ : 1.0));
+      1.0 / (std::sqrt(static_cast<double>(head_dim_)) * (softmax_adjacency_ ? temperature_ : 1.0));
   Tensor s = matmul(q * scale, transpose(k, -2, -1));  // (B, H, T, T)
   Tensor a =
       softmax_adjacency_ ? softmax(causal_masked_fill(s), -1) : relu(causal_masked_fill(s, 0.0));
@@ -162,7 +160,7 @@ Tensor PnaAttention::forward(const Tensor& x, int64_t position_offset) {
 
   Tensor features = pna_features(a, v, aggregators_, scalers_, delta_, &last_delta_);
   Tensor h = mlp_out_->forward(silu(mlp_in_->forward(features)));  // (B, H, T, D)
-  return o_proj_->forward(reshape(transpose(h, 1, 2), {B, T, H * D}));
+  return o_proj_->forward(merge_heads(h));
 }
 
 namespace {

@@ -1,17 +1,21 @@
 #include "models/nn/attention.h"
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 
+#include "autodiff/ops/attention.h"
 #include "autodiff/ops/dropout.h"
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/mask.h"
 #include "autodiff/ops/matmul.h"
-#include "autodiff/ops/rope.h"
 #include "autodiff/ops/softmax.h"
 #include "autodiff/ops/view.h"
 #include "core/error.h"
+#include "models/nn/attention_heads.h"
 
 namespace gradus {
 
@@ -91,6 +95,32 @@ std::shared_ptr<AttentionKind> make_attention(const ModelConfig& config, int64_t
   return attn;
 }
 
+namespace {
+std::atomic<bool>& fused_attention_flag() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("GRADUS_FUSED_ATTENTION");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }()};
+  return on;
+}
+}  // namespace
+
+void set_fused_attention(bool on) { fused_attention_flag().store(on); }
+bool fused_attention_enabled() { return fused_attention_flag().load(); }
+
+Tensor causal_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale,
+                                double dropout, Generator& gen, bool training) {
+  const bool dropout_active = training && dropout > 0;
+  if (fused_attention_enabled() && !dropout_active)
+    return scaled_dot_product_attention(q, k, v, /*causal=*/true, scale);
+  // Scaling q (B·H·T·D elements) instead of the scores (B·H·T·T) is the same product, cheaper
+  // whenever T > D.
+  Tensor scores = matmul(q * scale, transpose(k, -2, -1));  // (B, H, T, T)
+  Tensor p = softmax(causal_masked_fill(scores), -1);
+  p = gradus::dropout(p, dropout, gen, training);
+  return matmul(p, v);  // (B, H, T, D)
+}
+
 CausalSelfAttention::CausalSelfAttention(int64_t hidden_size, int64_t num_heads, double rope_theta,
                                          double dropout, Generator& gen)
     : hidden_size_(hidden_size),
@@ -105,14 +135,10 @@ CausalSelfAttention::CausalSelfAttention(int64_t hidden_size, int64_t num_heads,
   GRADUS_CHECK(head_dim_ % 2 == 0, where, "the head dim {} / {} = {} must be even for RoPE",
                hidden_size, num_heads, head_dim_);
   GRADUS_CHECK(dropout >= 0 && dropout < 1, where, "dropout must be in [0, 1), found {}", dropout);
-  q_proj_ =
-      register_module("q_proj", std::make_shared<Linear>(hidden_size, hidden_size, false, gen));
-  k_proj_ =
-      register_module("k_proj", std::make_shared<Linear>(hidden_size, hidden_size, false, gen));
-  v_proj_ =
-      register_module("v_proj", std::make_shared<Linear>(hidden_size, hidden_size, false, gen));
-  o_proj_ =
-      register_module("o_proj", std::make_shared<Linear>(hidden_size, hidden_size, false, gen));
+  q_proj_ = add_projection(*this, "q_proj", hidden_size, gen);
+  k_proj_ = add_projection(*this, "k_proj", hidden_size, gen);
+  v_proj_ = add_projection(*this, "v_proj", hidden_size, gen);
+  o_proj_ = add_projection(*this, "o_proj", hidden_size, gen);
 }
 
 CausalSelfAttention::CausalSelfAttention(const ModelConfig& config, Generator& gen)
@@ -120,23 +146,13 @@ CausalSelfAttention::CausalSelfAttention(const ModelConfig& config, Generator& g
                           config.attention_dropout, gen) {}
 
 Tensor CausalSelfAttention::forward(const Tensor& x, int64_t position_offset) {
-  GRADUS_CHECK(x.dim() == 3 && x.size(2) == hidden_size_, "CausalSelfAttention",
-               "expected x of shape (B, T, {}) but found {}", hidden_size_, x.describe());
-  const int64_t B = x.size(0), T = x.size(1), H = num_heads_, D = head_dim_;
-  // (B, T, C) -> (B, H, T, D): a view; rope and matmul take the strided layout as it is.
-  auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, T, H, D}), 1, 2); };
-  Tensor q = rope(heads(q_proj_->forward(x)), rope_theta_, position_offset);
-  Tensor k = rope(heads(k_proj_->forward(x)), rope_theta_, position_offset);
-  Tensor v = heads(v_proj_->forward(x));
-  // Scaling q (B·H·T·D elements) instead of the scores (B·H·T·T) is the same product, cheaper
-  // whenever T > D.
-  q = q * (1.0 / std::sqrt(static_cast<double>(D)));
-  Tensor scores = matmul(q, transpose(k, -2, -1));  // (B, H, T, T)
-  Tensor p = softmax(causal_masked_fill(scores), -1);
-  p = gradus::dropout(p, dropout_, *rng(), is_training());
-  Tensor out = matmul(p, v);                           // (B, H, T, D)
-  out = reshape(transpose(out, 1, 2), {B, T, H * D});  // (B, T, C)
-  return o_proj_->forward(out);
+  check_attention_input("CausalSelfAttention", x, hidden_size_);
+  Tensor q = rope_heads(q_proj_->forward(x), num_heads_, rope_theta_, position_offset);
+  Tensor k = rope_heads(k_proj_->forward(x), num_heads_, rope_theta_, position_offset);
+  Tensor v = split_heads(v_proj_->forward(x), num_heads_);  // (B, H, T, D)
+  Tensor out = causal_softmax_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(head_dim_)),
+                                        dropout_, *rng(), is_training());  // (B, H, T, D)
+  return o_proj_->forward(merge_heads(out));                               // (B, T, C)
 }
 
 namespace {

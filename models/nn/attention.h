@@ -76,6 +76,19 @@ struct AttentionKindRegistrar {
   }
 };
 
+// The attention of the softmax kinds: q, k, v: (B, H, T, D) -> softmax(mask(q k^T) scale) v,
+// (B, H, T, D), with dropout(p) on the probabilities while training. The fused op
+// (scaled_dot_product_attention: no (B, H, T, T) probabilities kept for the backward) runs unless
+// that dropout is active (it needs the probabilities) or fused attention is switched off; the
+// composite (scale q, matmul, causal mask, softmax, dropout, matmul) is the readable reference.
+Tensor causal_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale,
+                                double dropout, Generator& gen, bool training);
+// On by default; GRADUS_FUSED_ATTENTION=0 in the environment turns it off for the process (to
+// measure what the fusion does, or to compare with the reference). Thread-safe.
+void set_fused_attention(bool on);
+bool fused_attention_enabled();
+
+
 // "std": causal multi-head softmax attention with RoPE, as Hugging Face LlamaAttention (with
 // num_key_value_heads == num_attention_heads). With H heads of d_h = C / H channels:
 //   q, k, v = x Wq^T, x Wk^T, x Wv^T            split into heads: (B, H, T, d_h)

@@ -156,6 +156,20 @@ TEST(Descriptor, MisspeltChoiceSuggestsTheClosest) {
             "train.schedule: expected one of \"cosine\", \"constant\", found \"linear\"");
 }
 
+// bf16 mixed precision computes in bf16, which only the GPU backend does: refused for "cpu",
+// accepted for "cuda" and "auto" (where a build without a GPU refuses it when the run starts).
+TEST(Descriptor, Bf16PrecisionNeedsTheGpu) {
+  json doc = with(minimal(), "train", "precision", "bf16");
+  EXPECT_EQ(only_problem(doc),
+            "train.precision: \"bf16\" computes in bf16, which only the GPU backend does; set "
+            "\"device\": \"cuda\" (or \"auto\" on a GPU machine), or use \"f32\"");
+  doc["device"] = "auto";
+  EXPECT_EQ(parse_descriptor(doc, "test.json").train.precision, "bf16");
+  EXPECT_EQ(only_problem(with(minimal(), "train", "precision", "fp16")),
+            "train.precision: expected one of \"f32\", \"bf16\", found \"fp16\" (did you mean "
+            "\"bf16\"?)");
+}
+
 TEST(Descriptor, ConstraintsBetweenKeys) {
   json doc = minimal();
   doc["model"] = {{"hidden_size", 30}, {"num_attention_heads", 4}};

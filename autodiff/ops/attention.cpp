@@ -1,0 +1,122 @@
+// scaled_dot_product_attention: one forward kernel that keeps only the output and a per-row
+// log-sum-exp, one backward kernel that rebuilds the probabilities from them (kernels/attention.h).
+#include "autodiff/ops/attention.h"
+
+#include <cmath>
+
+#include "autodiff/autocast.h"
+#include "autodiff/ops/common.h"
+#include "kernels/attention.h"
+
+namespace gradus {
+
+namespace {
+
+// A (B, H, T, D) tensor whose last stride is 1 (made contiguous otherwise), as the kernels read it.
+kernels::AttentionOperand operand(const Tensor& x) {
+  return {x.raw_data(), x.stride(0), x.stride(1), x.stride(2)};
+}
+kernels::AttentionOutput output(Tensor& x) {
+  return {x.raw_data(), x.stride(0), x.stride(1), x.stride(2)};
+}
+Tensor unit_last_stride(const Tensor& x) {
+  return x.size(-1) == 1 || x.stride(-1) == 1 ? x : raw_contiguous(x);
+}
+
+// The softmax statistics (lse, delta) are f64 for f64 and f32 otherwise: a bf16 log-sum-exp would
+// lose the probabilities' precision in the backward.
+DType stats_dtype(DType dtype) { return dtype == DType::f64 ? DType::f64 : DType::f32; }
+
+// A fresh (B, H, T, D) tensor laid out as (B, T, H, D): the heads merge back into (B, T, H * D)
+// with a reshape and no copy.
+Tensor empty_heads(const Tensor& like, int64_t T) {
+  const int64_t B = like.size(0), H = like.size(1), D = like.size(3);
+  return raw_transpose(Tensor::empty({B, T, H, D}, like.dtype(), like.device()), 1, 2);
+}
+
+kernels::AttentionShape shape_of(const Tensor& q, const Tensor& k, double scale, bool causal) {
+  return {.batch = q.size(0),
+          .heads = q.size(1),
+          .t_q = q.size(2),
+          .t_k = k.size(2),
+          .head_dim = q.size(3),
+          .scale = scale,
+          .causal = causal};
+}
+
+// saved: [q, k, v, out, lse] (q, k, v with unit last stride); attrs.ints: [causal];
+// attrs.floats: [scale].
+void attention_backward_rule(const Record& r, const std::vector<Tensor>& go,
+                             std::vector<Tensor>& gi) {
+  const Tensor &q = r.saved[0], &k = r.saved[1], &v = r.saved[2], &out = r.saved[3],
+               &lse = r.saved[4];
+  const kernels::AttentionShape s = shape_of(q, k, r.attrs.floats[0], r.attrs.ints[0] != 0);
+  Tensor grad_out = unit_last_stride(go[0]);
+  Tensor delta = Tensor::empty(lse.shape(), lse.dtype(), lse.device());
+  // grad_q and grad_k are contiguous (B, H, T, D) (q and k usually come from rope, whose backward
+  // reads that fastest); grad_v is laid out as v's projection split into heads, (B, T, H, D).
+  Tensor grad_q = detail::empty_like(q.shape(), q), grad_k = detail::empty_like(k.shape(), k);
+  Tensor grad_v = empty_heads(v, v.size(2));
+  static const kernels::KernelRef<kernels::AttentionBackwardFn> kernel(kernels::kAttentionBackward);
+  kernel(q.device(), q.dtype())(s, operand(q), operand(k), operand(v), operand(out),
+                                operand(grad_out), lse.raw_data(), delta.raw_data(), output(grad_q),
+                                output(grad_k), output(grad_v));
+  gi[0] = grad_q;
+  gi[1] = grad_k;
+  gi[2] = grad_v;
+}
+
+const OpDef& kAttention = register_op({.name = "scaled_dot_product_attention",
+                                       .family = "attention",
+                                       .backward = attention_backward_rule,
+                                       .forward_kernels = {kernels::kAttentionForward},
+                                       .backward_kernels = {kernels::kAttentionBackward},
+                                       .gradcheck = "Gradcheck.scaled_dot_product_attention"});
+
+Tensor scaled_dot_product_attention_impl(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                                         bool causal, std::optional<double> scale_in) {
+  const char* name = "scaled_dot_product_attention";
+  detail::expect_float_compatible(name, {&q_in, &k_in, &v_in});
+  detail::expect_rank(name, q_in, 4, "q (B, H, Tq, D)");
+  detail::expect_rank(name, k_in, 4, "k (B, H, Tk, D)");
+  detail::expect_rank(name, v_in, 4, "v (B, H, Tk, D)");
+  GRADUS_CHECK(k_in.shape() == v_in.shape(), name,
+               "k and v must have the same shape (B, H, Tk, D), found k {} and v {}",
+               k_in.describe(), v_in.describe());
+  GRADUS_CHECK(
+      q_in.size(0) == k_in.size(0) && q_in.size(1) == k_in.size(1) && q_in.size(3) == k_in.size(3),
+      name, "q {} and k {} must agree in B, H and D", q_in.describe(), k_in.describe());
+  GRADUS_CHECK(k_in.size(2) >= 1 && q_in.size(3) >= 1, name,
+               "needs at least one key and one channel, found q {} and k {}", q_in.describe(),
+               k_in.describe());
+  GRADUS_CHECK(!causal || k_in.size(2) >= q_in.size(2), name,
+               "a causal mask needs at least as many keys as queries (the queries are the last Tq "
+               "positions), found q {} and k {}",
+               q_in.describe(), k_in.describe());
+  const double scale = scale_in ? *scale_in : 1.0 / std::sqrt(static_cast<double>(q_in.size(3)));
+  GRADUS_CHECK(std::isfinite(scale), name, "scale must be finite, found {}", scale);
+  const Tensor q = unit_last_stride(q_in), k = unit_last_stride(k_in), v = unit_last_stride(v_in);
+  const kernels::AttentionShape s = shape_of(q, k, scale, causal);
+  Tensor out = empty_heads(q, q.size(2));
+  Tensor lse = Tensor::empty({q.size(0), q.size(1), q.size(2)}, stats_dtype(q.dtype()), q.device());
+  static const kernels::KernelRef<kernels::AttentionForwardFn> kernel(kernels::kAttentionForward);
+  kernel(q.device(), q.dtype())(s, operand(q), operand(k), operand(v), output(out), lse.raw_data());
+  finish_op(kAttention, {q_in, k_in, v_in}, {out}, {q, k, v, out, lse},
+            Attrs{.ints = {causal ? 1 : 0}, .floats = {scale}});
+  return out;
+}
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                                    bool causal, std::optional<double> scale_in) {
+  const char* name = "scaled_dot_product_attention";
+  detail::expect_defined(name, q_in, "q");
+  detail::expect_defined(name, k_in, "k");
+  detail::expect_defined(name, v_in, "v");
+  return scaled_dot_product_attention_impl(detail::autocast_compute(q_in),
+                                           detail::autocast_compute(k_in),
+                                           detail::autocast_compute(v_in), causal, scale_in);
+}
+
+}  // namespace gradus

@@ -1,0 +1,201 @@
+// Mixed precision (autodiff/autocast.h). On the CPU the narrow dtype is f32 and the wide one f64
+// (the same code path as bf16 / f32 on the GPU): products run narrow, norms, softmax and the loss
+// wide, mixed operands promote, gradients reach every parameter in its own dtype; whole models of
+// every attention kind give the wide model's loss and gradients within the narrow dtype's
+// precision and train. On a GPU, bf16 compute with f32 parameters trains std and gin.
+#include "autodiff/autocast.h"
+
+#include <cmath>
+#include <string>
+
+#include "autodiff/ops/attention.h"
+#include "autodiff/ops/cross_entropy.h"
+#include "autodiff/ops/elementwise.h"
+#include "autodiff/ops/matmul.h"
+#include "autodiff/ops/norm.h"
+#include "autodiff/ops/reduce.h"
+#include "autodiff/ops/softmax.h"
+#include "autodiff/ops/view.h"
+#include "models/nn/lm.h"
+#include "models/optim/adam.h"
+#include "support/cuda.h"
+#include "support/gradcheck_util.h"
+
+namespace gradus {
+namespace {
+
+using testing::randn_leaf;
+
+TEST(Autocast, GuardsNestAndRestore) {
+  EXPECT_FALSE(autocast_state().has_value());
+  {
+    AutocastGuard outer(DType::f32, DType::f64);
+    ASSERT_TRUE(autocast_state().has_value());
+    EXPECT_EQ(autocast_state()->compute, DType::f32);
+    {
+      AutocastGuard inner(DType::bf16, DType::f32);
+      EXPECT_EQ(autocast_state()->compute, DType::bf16);
+      EXPECT_EQ(autocast_state()->wide, DType::f32);
+    }
+    EXPECT_EQ(autocast_state()->compute, DType::f32);
+    EXPECT_EQ(autocast_state()->wide, DType::f64);
+  }
+  EXPECT_FALSE(autocast_state().has_value());
+  EXPECT_THROW(AutocastGuard(DType::f64, DType::f32), Error);  // compute wider than wide
+  EXPECT_THROW(AutocastGuard(DType::i64, DType::f32), Error);
+}
+
+TEST(Autocast, EachOpRunsInItsDtype) {
+  Tensor x = randn_leaf({3, 8}, 1);  // f64: the parameters' dtype
+  Tensor w = randn_leaf({5, 8}, 2);
+  Tensor g = randn_leaf({8}, 3);
+  Tensor q = randn_leaf({1, 2, 4, 8}, 4);
+  const Tensor targets = Tensor::from_vector({0.0, 4.0, 2.0}, {3}, DType::i64);
+  AutocastGuard mixed(DType::f32, DType::f64);
+  EXPECT_EQ(linear(x, w).dtype(), DType::f32);
+  EXPECT_EQ(matmul(x, transpose(w, 0, 1)).dtype(), DType::f32);
+  EXPECT_EQ(scaled_dot_product_attention(q, q, q).dtype(), DType::f32);
+  EXPECT_EQ(rms_norm(linear(x, w), Tensor()).dtype(), DType::f64);
+  EXPECT_EQ(softmax(linear(x, w), -1).dtype(), DType::f64);
+  EXPECT_EQ(cross_entropy(linear(x, w), targets).dtype(), DType::f64);
+  EXPECT_EQ((linear(x, w) + rms_norm(linear(x, w), Tensor())).dtype(), DType::f64);  // promoted
+  EXPECT_EQ(rms_norm(x, g).dtype(), DType::f64);
+  EXPECT_EQ(silu(linear(x, w)).dtype(), DType::f32);  // elementwise: the input's dtype
+}
+
+TEST(Autocast, MixedDtypesOutsideAGuardAreStillAnError) {
+  EXPECT_THROW(Tensor::zeros({2}, DType::f32) + Tensor::zeros({2}, DType::f64), Error);
+}
+
+// The gradient of a wide parameter used by a narrow product is the narrow product's gradient,
+// cast: in the parameter's dtype, and equal to the narrow computation's gradient.
+TEST(Autocast, GradientsArriveInTheParametersDtype) {
+  Tensor x = randn_leaf({4, 6}, 5), w = randn_leaf({3, 6}, 6), g = randn_leaf({3}, 7);
+  Tensor loss;
+  {
+    AutocastGuard mixed(DType::f32, DType::f64);
+    loss = sum(rms_norm(linear(x, w), g));
+  }
+  backward(loss);
+  ASSERT_EQ(w.grad().dtype(), DType::f64);
+  ASSERT_EQ(x.grad().dtype(), DType::f64);
+  ASSERT_EQ(g.grad().dtype(), DType::f64);
+  // The same in plain f32, leaves cast once.
+  Tensor x32 = raw_to_dtype(x, DType::f32), w32 = raw_to_dtype(w, DType::f32);
+  w32.set_requires_grad(true);
+  Tensor y = linear(x32, w32);
+  backward(sum(rms_norm(to_dtype(y, DType::f64), detach(g))));  // wide norm, as above
+  const std::vector<double> want = w32.grad().to_vector(), got = w.grad().to_vector();
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i]) << i;
+}
+
+ModelConfig tiny(const std::string& kind) {
+  ModelConfig c;
+  c.vocab_size = 13;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.max_position_embeddings = 24;
+  c.attention_kind = kind;
+  return c;
+}
+
+Tensor tokens(uint64_t seed, int64_t vocab, const Device& device = kCPU) {
+  Generator gen(seed);
+  Tensor u = rand_uniform({2, 24}, gen, DType::f64, 0.0, static_cast<double>(vocab));
+  std::vector<double> v = u.to_vector();
+  for (double& x : v) x = std::floor(x);
+  return raw_to_device(Tensor::from_vector(v, {2, 24}, DType::i64), device);
+}
+
+double relative_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    worst = std::max(worst, std::abs(got[i] - want[i]));
+    scale = std::max(scale, std::abs(want[i]));
+  }
+  return worst / std::max(scale, 1e-30);
+}
+
+// Every kind: f64 parameters with f32 compute give the f64 model's loss and gradients within f32's
+// precision (rounding compounds through two layers: 1e-4 of each gradient's largest element).
+TEST(Autocast, ModelsOfEveryKindMatchTheWideModel) {
+  for (const char* kind : {"std", "lgt", "egt", "gin", "pna", "pna softmax"}) {
+    SCOPED_TRACE(kind);
+    ModelConfig c = tiny(std::string(kind).substr(0, 3) == "pna" ? "pna" : kind);
+    if (std::string(kind) == "pna softmax") {  // a wide (softmax) adjacency meets narrow features
+      c.pna_adjacency = "softmax";
+      c.pna_aggregators = "sum,mean,max,min,var";
+    }
+    Generator gen(3);
+    DecoderLM lm(c, gen);
+    lm.to(DType::f64);
+    lm.train(false);  // no dropout (gin's MLP has some): both passes see the same function
+    const Tensor ids = tokens(1, c.vocab_size), targets = tokens(2, c.vocab_size);
+    Tensor wide_loss = lm.loss(ids, targets);
+    backward(wide_loss);
+    std::vector<std::vector<double>> wide_grads;
+    for (const Tensor& p : lm.parameters()) {
+      wide_grads.push_back(p.grad().to_vector());
+      p.zero_grad();
+    }
+    Tensor mixed_loss;
+    {
+      AutocastGuard mixed(DType::f32, DType::f64);
+      mixed_loss = lm.loss(ids, targets);
+    }
+    EXPECT_EQ(mixed_loss.dtype(), DType::f64);
+    backward(mixed_loss);
+    EXPECT_NEAR(mixed_loss.item(), wide_loss.item(), 1e-5 * wide_loss.item());
+    size_t i = 0;
+    for (const auto& [name, p] : lm.named_parameters()) {
+      ASSERT_TRUE(p.grad().defined()) << name;
+      EXPECT_EQ(p.grad().dtype(), DType::f64) << name;
+      EXPECT_LT(relative_error(p.grad().to_vector(), wide_grads[i++]), 1e-4) << name;
+    }
+  }
+}
+
+// A few AdamW steps under autocast lower the loss of a fixed batch (the optimiser only ever sees
+// the wide parameters and gradients).
+void expect_mixed_training_learns(const std::string& kind, const Device& device, DType compute,
+                                  DType wide) {
+  SCOPED_TRACE(kind);
+  const ModelConfig c = tiny(kind);
+  Generator gen(4);
+  DecoderLM lm(c, gen);
+  lm.to(wide);
+  lm.to(device);
+  AdamW opt(lm.parameters(), 1e-2, 0.0);
+  const Tensor ids = tokens(5, c.vocab_size, device), targets = tokens(6, c.vocab_size, device);
+  double first = 0, last = 0;
+  for (int step = 0; step < 30; ++step) {
+    opt.zero_grad();
+    Tensor loss;
+    {
+      AutocastGuard mixed(compute, wide);
+      loss = lm.loss(ids, targets);
+    }
+    backward(loss);
+    opt.step();
+    (step == 0 ? first : last) = loss.item();
+  }
+  EXPECT_TRUE(std::isfinite(last));
+  EXPECT_LT(last, 0.5 * first) << "first " << first << " last " << last;
+  for (const Tensor& p : lm.parameters()) EXPECT_EQ(p.dtype(), wide);
+}
+
+TEST(Autocast, MixedPrecisionTrainingLearns) {
+  for (const char* kind : {"std", "gin"})
+    expect_mixed_training_learns(kind, kCPU, DType::f32, DType::f64);
+}
+
+TEST(Autocast, Bf16MixedPrecisionTrainsOnTheGpu) {
+  GRADUS_REQUIRE_CUDA();
+  for (const char* kind : {"std", "lgt", "gin", "pna"})
+    expect_mixed_training_learns(kind, testing::kCUDA, DType::bf16, DType::f32);
+}
+
+}  // namespace
+}  // namespace gradus

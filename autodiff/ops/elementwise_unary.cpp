@@ -18,10 +18,23 @@ void unary_backward_rule(const Record& r, const std::vector<Tensor>& go, std::ve
     gi[0] = neg(go[0]);
     return;
   }
+  // What was saved (see saved_for_backward): the kernel reads x and y only where the derivative
+  // needs them, so a slot it ignores is filled with a tensor of the right shape.
+  const Tensor& x = r.saved.empty() ? go[0] : r.saved[0];
+  const Tensor& y = r.saved.size() < 2 ? x : r.saved[1];
   Tensor gx = detail::empty_like(go[0]);
   static const kernels::KernelRef<kernels::UnaryBackwardFn> kernel(kernels::kUnaryBackward);
-  kernel(gx.device(), gx.dtype())(op, params, r.saved[0], r.saved[1], go[0], gx);
+  kernel(gx.device(), gx.dtype())(op, params, x, y, go[0], gx);
   gi[0] = gx;
+}
+
+// The tensors the backward keeps alive, as few as the derivative allows: affine's is the constant
+// p0 (nothing); relu's reads x > 0, which is y > 0 (relu(NaN) is 0 on both backends), so its
+// output, which the next op usually holds anyway, stands for x. Every other op keeps x and y.
+std::vector<Tensor> saved_for_backward(UnaryOp op, const Tensor& x, const Tensor& out) {
+  if (op == UnaryOp::affine) return {};
+  if (op == UnaryOp::relu) return {out};
+  return {x, out};
 }
 
 constexpr int kNumUnary = static_cast<int>(UnaryOp::leaky_relu) + 1;
@@ -53,7 +66,7 @@ Tensor unary(UnaryOp op, const Tensor& x, UnaryParams params = {}) {
   Tensor out = detail::empty_like(x);
   static const kernels::KernelRef<kernels::UnaryFn> kernel(kernels::kUnary);
   kernel(x.device(), x.dtype())(op, params, x, out);
-  finish_op(*unary_defs()[static_cast<int>(op)], {x}, {out}, {x, out},
+  finish_op(*unary_defs()[static_cast<int>(op)], {x}, {out}, saved_for_backward(op, x, out),
             Attrs{.ints = {static_cast<int64_t>(op)}, .floats = {params.p0, params.p1}});
   return out;
 }
@@ -69,7 +82,9 @@ Tensor abs(const Tensor& x) { return unary(UnaryOp::abs, x); }
 Tensor tanh(const Tensor& x) { return unary(UnaryOp::tanh, x); }
 Tensor sigmoid(const Tensor& x) { return unary(UnaryOp::sigmoid, x); }
 Tensor relu(const Tensor& x) { return unary(UnaryOp::relu, x); }
-Tensor leaky_relu(const Tensor& x, double slope) { return unary(UnaryOp::leaky_relu, x, {slope, 0}); }
+Tensor leaky_relu(const Tensor& x, double slope) {
+  return unary(UnaryOp::leaky_relu, x, {slope, 0});
+}
 Tensor gelu(const Tensor& x, bool tanh_approximation) {
   return unary(tanh_approximation ? UnaryOp::gelu_tanh : UnaryOp::gelu_exact, x);
 }
@@ -82,7 +97,9 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
   GRADUS_CHECK(lo <= hi, "clamp", "lower bound {} is above upper bound {}", lo, hi);
   return unary(UnaryOp::clamp, x, {lo, hi});
 }
-Tensor pow(const Tensor& x, double exponent) { return unary(UnaryOp::pow_scalar, x, {exponent, 0}); }
+Tensor pow(const Tensor& x, double exponent) {
+  return unary(UnaryOp::pow_scalar, x, {exponent, 0});
+}
 Tensor square(const Tensor& x) { return unary(UnaryOp::square, x); }
 Tensor reciprocal(const Tensor& x) { return unary(UnaryOp::reciprocal, x); }
 Tensor affine(const Tensor& x, double scale, double shift) {

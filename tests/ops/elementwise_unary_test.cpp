@@ -1,9 +1,13 @@
 // Unary elementwise ops: forward against std:: reference formulas in f32 and f64, f64 gradchecks on
-// contiguous and non-contiguous inputs (domains chosen away from kinks), accumulation (in gradcheck).
+// contiguous and non-contiguous inputs (domains chosen away from kinks), accumulation (in
+// gradcheck).
 #include <cmath>
 #include <functional>
 
 #include "autodiff/ops/elementwise.h"
+#include "autodiff/ops/reduce.h"
+#include "autodiff/tape.h"
+#include "core/allocator.h"
 #include "support/gradcheck_util.h"
 
 namespace gradus {
@@ -28,12 +32,16 @@ std::vector<UnaryCase> cases() {
       {"neg", [](const Tensor& x) { return neg(x); }, [](double x) { return -x; }, -2, 2},
       {"exp", [](const Tensor& x) { return exp(x); }, [](double x) { return std::exp(x); }, -2, 2},
       {"log", [](const Tensor& x) { return log(x); }, [](double x) { return std::log(x); }, 0.2, 3},
-      {"sqrt", [](const Tensor& x) { return sqrt(x); }, [](double x) { return std::sqrt(x); }, 0.2, 3},
-      {"rsqrt", [](const Tensor& x) { return rsqrt(x); }, [](double x) { return 1 / std::sqrt(x); }, 0.2, 3},
+      {"sqrt", [](const Tensor& x) { return sqrt(x); }, [](double x) { return std::sqrt(x); }, 0.2,
+       3},
+      {"rsqrt", [](const Tensor& x) { return rsqrt(x); }, [](double x) { return 1 / std::sqrt(x); },
+       0.2, 3},
       {"abs", [](const Tensor& x) { return abs(x); }, [](double x) { return std::abs(x); }, -2, 2},
-      {"tanh", [](const Tensor& x) { return tanh(x); }, [](double x) { return std::tanh(x); }, -2, 2},
+      {"tanh", [](const Tensor& x) { return tanh(x); }, [](double x) { return std::tanh(x); }, -2,
+       2},
       {"sigmoid", [](const Tensor& x) { return sigmoid(x); }, sigmoid_ref, -3, 3},
-      {"relu", [](const Tensor& x) { return relu(x); }, [](double x) { return x > 0 ? x : 0; }, -2, 2},
+      {"relu", [](const Tensor& x) { return relu(x); }, [](double x) { return x > 0 ? x : 0; }, -2,
+       2},
       {"leaky_relu", [](const Tensor& x) { return leaky_relu(x, 0.1); },
        [](double x) { return x > 0 ? x : 0.1 * x; }, -2, 2},
       {"gelu", [](const Tensor& x) { return gelu(x); },
@@ -41,16 +49,21 @@ std::vector<UnaryCase> cases() {
       {"gelu_tanh", [](const Tensor& x) { return gelu(x, true); },
        [](double x) {
          return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
-       }, -3, 3},
-      {"silu", [](const Tensor& x) { return silu(x); }, [](double x) { return x * sigmoid_ref(x); }, -3, 3},
+       },
+       -3, 3},
+      {"silu", [](const Tensor& x) { return silu(x); }, [](double x) { return x * sigmoid_ref(x); },
+       -3, 3},
       {"softplus", [](const Tensor& x) { return softplus(x, 2.0, 3.0); },
        [](double x) { return 2.0 * x > 3.0 ? x : std::log1p(std::exp(2.0 * x)) / 2.0; }, -3, 3},
       {"clamp", [](const Tensor& x) { return clamp(x, -0.5, 0.7); },
        [](double x) { return std::min(std::max(x, -0.5), 0.7); }, -2, 2},
-      {"pow_scalar", [](const Tensor& x) { return pow(x, 2.5); }, [](double x) { return std::pow(x, 2.5); }, 0.2, 2},
-      {"affine", [](const Tensor& x) { return affine(x, -1.5, 0.25); }, [](double x) { return -1.5 * x + 0.25; }, -2, 2},
+      {"pow_scalar", [](const Tensor& x) { return pow(x, 2.5); },
+       [](double x) { return std::pow(x, 2.5); }, 0.2, 2},
+      {"affine", [](const Tensor& x) { return affine(x, -1.5, 0.25); },
+       [](double x) { return -1.5 * x + 0.25; }, -2, 2},
       {"square", [](const Tensor& x) { return square(x); }, [](double x) { return x * x; }, -2, 2},
-      {"reciprocal", [](const Tensor& x) { return reciprocal(x); }, [](double x) { return 1 / x; }, 0.3, 2},
+      {"reciprocal", [](const Tensor& x) { return reciprocal(x); }, [](double x) { return 1 / x; },
+       0.3, 2},
   };
 }
 
@@ -113,6 +126,22 @@ TEST(ElementwiseUnary, SoftplusIsStableForLargeInputs) {
   EXPECT_EQ(y[1], 800.0);
   EXPECT_GE(y[0], 0.0);
   EXPECT_TRUE(std::isfinite(y[0]));
+}
+
+// What a unary op keeps for its backward: relu its output only (x > 0 is y > 0), affine nothing
+// (its derivative is a constant). So in relu(x * 2) the product is freed once relu has run, and the
+// gradient is still right.
+TEST(UnaryOps, ReluAndAffineKeepOnlyWhatTheirBackwardReads) {
+  Allocator& alloc = allocator_for(DeviceType::cpu);
+  Tensor x = testing::randn_leaf({256, 1024}, 3);  // f64: 2 MiB per tensor
+  const int64_t tensor_bytes = static_cast<int64_t>(x.nbytes());
+  const int64_t before = alloc.stats().bytes_in_use;
+  Tensor y = relu(x * 2.0);
+  // y alone is alive: the product (relu's input) went when its last reference did.
+  EXPECT_LT(alloc.stats().bytes_in_use - before, 2 * tensor_bytes);
+  backward(sum(y));
+  const std::vector<double> xs = x.to_vector(), g = x.grad().to_vector();
+  for (size_t i = 0; i < xs.size(); ++i) ASSERT_EQ(g[i], xs[i] > 0 ? 2.0 : 0.0) << i;
 }
 
 }  // namespace

@@ -13,7 +13,6 @@
 // shapes, so the results do not depend on the thread count.
 #include "kernels/attention.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/registry.h"
 
@@ -31,22 +31,6 @@ namespace {
 // Rows of queries per block: the (kBlockRows, Tk) scores of a block stay in L2 for Tk up to a few
 // thousand, and a 64-row gemm is large enough for BLAS to run near its peak.
 constexpr int64_t kBlockRows = 64;
-
-// Row-major C (m, n) = alpha * op(A) op(B) + beta * C, single precision or double.
-void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
-              static_cast<blasint>(ldc));
-}
-void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-               int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
-              static_cast<blasint>(ldc));
-}
 
 // Addresses of row 0 of head (b, h) of an operand.
 template <class T>

@@ -5,12 +5,12 @@
 // a few large matrices run one after another and BLAS uses every thread. The two never nest.
 #include "kernels/gemm.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <climits>
 
 #include "core/error.h"
+#include "kernels/cpu/blas.h"
 #include "kernels/registry.h"
 
 namespace gradus::kernels::cpu {
@@ -23,17 +23,6 @@ constexpr int64_t kSmallMatrixWork = int64_t{1} << 21;
 // the pool would cost more than the products.
 constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 
-void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, float alpha, const float* a,
-               blasint lda, const float* b, blasint ldb, float beta, float* c, blasint ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-              k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, double alpha, const double* a,
-               blasint lda, const double* b, blasint ldb, double beta, double* c, blasint ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-              k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
 // One gemm on a single (m, n, k) problem; k == 0 is handled here because BLAS implementations
 // disagree on whether they scale C then. Sizes were checked to fit blasint (no throw here: this
 // runs inside OpenMP regions).
@@ -45,9 +34,8 @@ void gemm_one(const GemmArgs& g, int64_t m, int64_t k, const T* a, const T* b, T
         c[i * g.ldc + j] = beta == T(0) ? T(0) : beta * c[i * g.ldc + j];
     return;
   }
-  blas_gemm(g.trans_a, g.trans_b, static_cast<blasint>(m), static_cast<blasint>(g.n),
-            static_cast<blasint>(k), static_cast<T>(g.alpha), a, static_cast<blasint>(g.lda), b,
-            static_cast<blasint>(g.ldb), beta, c, static_cast<blasint>(g.ldc));
+  blas_gemm(g.trans_a, g.trans_b, m, g.n, k, static_cast<T>(g.alpha), a, g.lda, b, g.ldb, beta, c,
+            g.ldc);
 }
 
 template <class T>

@@ -12,15 +12,18 @@ namespace gradus {
 
 namespace {
 
-// A (B, H, T, D) tensor whose last stride is 1 (made contiguous otherwise), as the kernels read it.
 kernels::AttentionOperand operand(const Tensor& x) {
   return {x.raw_data(), x.stride(0), x.stride(1), x.stride(2)};
 }
 kernels::AttentionOutput output(Tensor& x) {
   return {x.raw_data(), x.stride(0), x.stride(1), x.stride(2)};
 }
+// A (B, H, T, D) operand as the kernels read it: channels with stride 1 and rows at least D apart
+// (BLAS's leading dimension); anything else (a strided slice, keys broadcast along T) is copied.
 Tensor unit_last_stride(const Tensor& x) {
-  return x.size(-1) == 1 || x.stride(-1) == 1 ? x : raw_contiguous(x);
+  const bool channels_ok = x.size(-1) == 1 || x.stride(-1) == 1;
+  const bool rows_ok = x.size(2) <= 1 || x.stride(2) >= x.size(3);
+  return channels_ok && rows_ok ? x : raw_contiguous(x);
 }
 
 // The softmax statistics (lse, delta) are f64 for f64 and f32 otherwise: a bf16 log-sum-exp would

@@ -13,7 +13,8 @@ namespace gradus {
 // q: (B, H, Tq, D), k, v: (B, H, Tk, D) -> (B, H, Tq, D), on one device, one float dtype.
 // scale defaults to 1 / sqrt(D). causal: query i sees keys j <= i + (Tk - Tq) (needs Tk >= Tq).
 // The result is a view of (B, Tq, H, D) storage, so merging the heads back to (B, Tq, H * D) is a
-// reshape without a copy. Operands whose last stride is not 1 are made contiguous first.
+// reshape without a copy. Operands whose last stride is not 1 or whose rows are
+// closer than D apart (broadcast along T) are made contiguous first.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     bool causal = true, std::optional<double> scale = {});
 

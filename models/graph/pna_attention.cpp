@@ -60,44 +60,67 @@ std::vector<PnaScaler> parse_pna_scalers(const std::string& text) {
   return parse_list<PnaScaler>("pna_scalers", text, {"identity", "amplification", "attenuation"});
 }
 
-Tensor pna_features(const Tensor& a, const Tensor& v, const std::vector<PnaAggregator>& aggregators,
-                    const std::vector<PnaScaler>& scalers, double delta, double* delta_used) {
+namespace {
+static_assert(static_cast<int>(ThresholdMode::none) ==
+                      static_cast<int>(kernels::PnaThreshold::none) &&
+                  static_cast<int>(ThresholdMode::binary) ==
+                      static_cast<int>(kernels::PnaThreshold::binary),
+              "the streamable threshold modes share kernels::PnaThreshold's numbering");
+bool contains(const std::vector<PnaAggregator>& list, PnaAggregator g) {
+  return std::find(list.begin(), list.end(), g) != list.end();
+}
+}  // namespace
+
+PnaMomentsOptions pna_moment_options(const std::vector<PnaAggregator>& aggregators) {
+  PnaMomentsOptions o;
+  o.with_square =
+      contains(aggregators, PnaAggregator::var) || contains(aggregators, PnaAggregator::std);
+  o.with_max = contains(aggregators, PnaAggregator::max);
+  o.with_min = contains(aggregators, PnaAggregator::min);
+  return o;
+}
+
+PnaMomentBlocks pna_moments_dense(const Tensor& a, const Tensor& v,
+                                  const PnaMomentsOptions& wanted) {
+  const int64_t D = v.size(-1);
+  PnaMomentBlocks m;
+  if (wanted.with_square) {  // A' v and A' v^2: one product over [v | v^2]
+    std::vector<Tensor> parts = split(matmul(a, concat({v, v * v}, -1)), {D, D}, -1);
+    m.sum = parts[0];
+    m.square = parts[1];
+  } else {
+    m.sum = matmul(a, v);
+  }
+  if (wanted.with_max) m.max = neighbour_max(a, v);
+  if (wanted.with_min) m.min = neighbour_min(a, v);
+  m.degree = sum(a, {-1}, true);
+  return m;
+}
+
+Tensor pna_features_from_moments(const PnaMomentBlocks& m,
+                                 const std::vector<PnaAggregator>& aggregators,
+                                 const std::vector<PnaScaler>& scalers, double delta,
+                                 double* delta_used) {
   GRADUS_CHECK(!aggregators.empty() && !scalers.empty(), "pna_features",
                "expected at least one aggregator and one scaler");
-  const int64_t D = v.size(-1);
-  auto wants = [&](PnaAggregator g) {
-    return std::find(aggregators.begin(), aggregators.end(), g) != aggregators.end();
-  };
-  const bool second_moment = wants(PnaAggregator::var) || wants(PnaAggregator::std);
-  const bool first_moment =
-      second_moment || wants(PnaAggregator::sum) || wants(PnaAggregator::mean);
-  const bool need_degree = second_moment || wants(PnaAggregator::mean) ||
+  const bool second_moment =
+      contains(aggregators, PnaAggregator::var) || contains(aggregators, PnaAggregator::std);
+  const bool need_degree = second_moment || contains(aggregators, PnaAggregator::mean) ||
                            std::any_of(scalers.begin(), scalers.end(),
                                        [](PnaScaler sc) { return sc != PnaScaler::identity; });
   Tensor deg;  // (B, H, T, 1), a zero degree replaced by 1 (an isolated token divides by 1)
-  if (need_degree) {
-    Tensor raw = sum(a, {-1}, true);
-    deg = raw + (1.0 - greater_mask(raw, 0.0));
-  }
-  Tensor agg_sum, agg_sq;  // A' v and A' v^2: one product over [v | v^2] when both are needed
-  if (second_moment) {
-    std::vector<Tensor> parts = split(matmul(a, concat({v, v * v}, -1)), {D, D}, -1);
-    agg_sum = parts[0];
-    agg_sq = parts[1];
-  } else if (first_moment) {
-    agg_sum = matmul(a, v);
-  }
+  if (need_degree) deg = m.degree + (1.0 - greater_mask(m.degree, 0.0));
   Tensor agg_mean, agg_var;
-  if (wants(PnaAggregator::mean) || second_moment) agg_mean = agg_sum / deg;
-  if (second_moment) agg_var = relu(agg_sq / deg - agg_mean * agg_mean);
+  if (contains(aggregators, PnaAggregator::mean) || second_moment) agg_mean = m.sum / deg;
+  if (second_moment) agg_var = relu(m.square / deg - agg_mean * agg_mean);
 
   std::vector<Tensor> blocks;
   for (PnaAggregator g : aggregators) {
     switch (g) {
-      case PnaAggregator::sum: blocks.push_back(agg_sum); break;
+      case PnaAggregator::sum: blocks.push_back(m.sum); break;
       case PnaAggregator::mean: blocks.push_back(agg_mean); break;
-      case PnaAggregator::max: blocks.push_back(neighbour_max(a, v)); break;
-      case PnaAggregator::min: blocks.push_back(neighbour_min(a, v)); break;
+      case PnaAggregator::max: blocks.push_back(m.max); break;
+      case PnaAggregator::min: blocks.push_back(m.min); break;
       case PnaAggregator::var: blocks.push_back(agg_var); break;
       case PnaAggregator::std: blocks.push_back(sqrt(agg_var + 1e-5)); break;
     }
@@ -118,6 +141,14 @@ Tensor pna_features(const Tensor& a, const Tensor& v, const std::vector<PnaAggre
     features = scaled.size() == 1 ? scaled[0] : concat(scaled, -1);
   }
   return features;
+}
+
+Tensor pna_features(const Tensor& a, const Tensor& v, const std::vector<PnaAggregator>& aggregators,
+                    const std::vector<PnaScaler>& scalers, double delta, double* delta_used) {
+  GRADUS_CHECK(!aggregators.empty() && !scalers.empty(), "pna_features",
+               "expected at least one aggregator and one scaler");
+  return pna_features_from_moments(pna_moments_dense(a, v, pna_moment_options(aggregators)),
+                                   aggregators, scalers, delta, delta_used);
 }
 
 PnaAttention::PnaAttention(const ModelConfig& c, Generator& gen)
@@ -152,13 +183,30 @@ Tensor PnaAttention::forward(const Tensor& x, int64_t position_offset) {
   Tensor v = split_heads(v_proj_->forward(x), num_heads_);  // (B, H, T, D)
   const double scale =
       1.0 / (std::sqrt(static_cast<double>(head_dim_)) * (softmax_adjacency_ ? temperature_ : 1.0));
-  Tensor s = matmul(q * scale, transpose(k, -2, -1));  // (B, H, T, T)
-  Tensor a =
-      softmax_adjacency_ ? softmax(causal_masked_fill(s), -1) : relu(causal_masked_fill(s, 0.0));
-  a = gradus::dropout(a, attention_dropout_, *rng(), is_training());
-  a = threshold_adjacency(a, threshold_);
-
-  Tensor features = pna_features(a, v, aggregators_, scalers_, delta_, &last_delta_);
+  PnaMomentsOptions options = pna_moment_options(aggregators_);
+  const bool dropout_active = attention_dropout_ > 0 && is_training();
+  last_streamed_ =
+      fused_attention_enabled() && !dropout_active && threshold_.mode != ThresholdMode::topk;
+  PnaMomentBlocks moments;
+  if (last_streamed_) {  // the adjacency is rebuilt block by block, never stored
+    options.adjacency =
+        softmax_adjacency_ ? kernels::PnaAdjacency::softmax : kernels::PnaAdjacency::relu;
+    // ThresholdMode's first five modes are the streamable ones, in kernels::PnaThreshold's order.
+    options.threshold = static_cast<kernels::PnaThreshold>(static_cast<int>(threshold_.mode));
+    options.scale = scale;
+    options.tau = threshold_.tau;
+    options.beta = threshold_.beta;
+    moments = split_pna_moments(pna_moments(q, k, v, options), options);
+  } else {
+    Tensor s = matmul(q * scale, transpose(k, -2, -1));  // (B, H, T, T)
+    Tensor a =
+        softmax_adjacency_ ? softmax(causal_masked_fill(s), -1) : relu(causal_masked_fill(s, 0.0));
+    a = gradus::dropout(a, attention_dropout_, *rng(), is_training());
+    a = threshold_adjacency(a, threshold_);
+    moments = pna_moments_dense(a, v, options);
+  }
+  Tensor features =
+      pna_features_from_moments(moments, aggregators_, scalers_, delta_, &last_delta_);
   Tensor h = mlp_out_->forward(silu(mlp_in_->forward(features)));  // (B, H, T, D)
   return o_proj_->forward(merge_heads(h));
 }

@@ -150,6 +150,14 @@ TEST(Gradcheck, scaled_dot_product_attention) {
   EXPECT_GRADCHECK(shared_kv,
                    (std::vector<Tensor>{randn_leaf({1, 3, 4, 2}, 10), randn_leaf({1, 1, 4, 2}, 11),
                                         randn_leaf({1, 1, 4, 2}, 12)}));
+  // One key and value repeated along T (stride 0 between rows: copied before the kernels).
+  auto repeated_kv = [](const std::vector<Tensor>& in) {
+    return scaled_dot_product_attention(in[0], expand(in[1], {1, 2, 4, 3}),
+                                        expand(in[2], {1, 2, 4, 3}));
+  };
+  EXPECT_GRADCHECK(repeated_kv,
+                   (std::vector<Tensor>{randn_leaf({1, 2, 4, 3}, 16), randn_leaf({1, 2, 1, 3}, 17),
+                                        randn_leaf({1, 2, 1, 3}, 18)}));
   // More rows than one query block (64), causal.
   EXPECT_GRADCHECK(causal, (std::vector<Tensor>{randn_leaf({1, 1, 67, 2}, 13, 0, 0.5),
                                                 randn_leaf({1, 1, 67, 2}, 14, 0, 0.5),

@@ -1,6 +1,11 @@
 #include "models/nn/lm.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
 #include "autodiff/ops/cross_entropy.h"
+#include "autodiff/ops/linear_cross_entropy.h"
 #include "core/error.h"
 
 namespace gradus {
@@ -55,7 +60,22 @@ Tensor DecoderLM::loss(const Tensor& ids, const Tensor& targets, int64_t positio
   GRADUS_CHECK(targets.defined() && targets.shape() == ids.shape() && targets.dtype() == DType::i64,
                "DecoderLM::loss", "targets must be i64 of the shape of ids {}, found {}",
                ids.describe(), targets.defined() ? targets.describe() : std::string("undefined"));
+  if (fused_loss_enabled() && !lm_head_->bias().defined())
+    return linear_cross_entropy(model_->forward(ids, position_offset), lm_head_->weight(), targets);
   return cross_entropy(forward(ids, position_offset), targets);
 }
+
+namespace {
+std::atomic<bool>& fused_loss_flag() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("GRADUS_FUSED_LOSS");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }()};
+  return on;
+}
+}  // namespace
+
+void set_fused_loss(bool on) { fused_loss_flag().store(on); }
+bool fused_loss_enabled() { return fused_loss_flag().load(); }
 
 }  // namespace gradus

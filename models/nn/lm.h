@@ -49,6 +49,11 @@ class DecoderModel : public Module {
   std::shared_ptr<RMSNorm> norm_;
 };
 
+// On by default; GRADUS_FUSED_LOSS=0 in the environment turns it off for the process (to measure
+// what the fusion does, or to compare with the reference). Thread-safe.
+void set_fused_loss(bool on);
+bool fused_loss_enabled();
+
 class DecoderLM : public Module {
  public:
   // Validates config, then draws every parameter from gen in named_parameters() order (the untied
@@ -59,7 +64,10 @@ class DecoderLM : public Module {
   // ids: (B, T) i64, each in [0, vocab_size), position_offset + T <= max_position_embeddings
   // -> logits (B, T, V).
   Tensor forward(const Tensor& ids, int64_t position_offset = 0);
-  // Mean next-token cross-entropy of forward(ids) against targets: (B, T) i64 -> () scalar.
+  // Mean next-token cross-entropy of forward(ids) against targets: (B, T) i64 -> () scalar. Runs
+  // the head and the loss as one op (linear_cross_entropy: no (B, T, V) logits or their gradient
+  // in memory) unless the fused loss is switched off; the composite cross_entropy(forward(ids))
+  // is the readable reference.
   Tensor loss(const Tensor& ids, const Tensor& targets, int64_t position_offset = 0);
 
   const ModelConfig& config() const { return config_; }

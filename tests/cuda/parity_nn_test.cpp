@@ -9,6 +9,7 @@
 #include "autodiff/ops/cross_entropy.h"
 #include "autodiff/ops/dropout.h"
 #include "autodiff/ops/embedding.h"
+#include "autodiff/ops/linear_cross_entropy.h"
 #include "autodiff/ops/matmul.h"
 #include "autodiff/ops/norm.h"
 #include "autodiff/ops/rope.h"
@@ -191,6 +192,44 @@ TEST(CudaParity, cross_entropy) {
   expect_same_error("target out of range", [](const std::vector<Tensor>& in) {
     cross_entropy(in[0], in[1]);
   }, {rand_normal({40, 9}, run.generator()), bad});
+}
+
+// ---------------------------------------------------------------- linear_cross_entropy
+// The head and the loss in chunks of rows (autodiff/ops/linear_cross_entropy.h): the gemm and
+// cross-entropy kernels per chunk, the gradients computed in the forward and scaled by the
+// upstream gradient on the device in the backward.
+TEST(CudaParity, linear_cross_entropy) {
+  GRADUS_PARITY_SETUP(run);
+  // The loss adds up to 64 row losses of O(log V) (sum_tolerance with scale 10); the gradients are
+  // products of length V (dx = g W) and of length rows (dW = g^T x) with terms of O(1).
+  auto options = [](DType dtype, int64_t rows, int64_t vocab) {
+    ParityOptions o;
+    o.dtype = dtype;
+    o.forward = sum_tolerance(dtype, 64, 10.0);
+    o.backward = sum_tolerance(dtype, std::max(rows, vocab));
+    return o;
+  };
+  for (const char* reduction : {"sum", "mean"})
+    for (int64_t chunk : {0, 7}) {
+      auto fn = [reduction, chunk](const std::vector<Tensor>& in) {
+        return linear_cross_entropy(in[0], in[1], in[2], -100, reduction, chunk);
+      };
+      run.check(fmt::format("(64, 32) (100, 32) {} chunk {}", reduction, chunk), fn,
+                {run.normal({64, 32}), run.normal({100, 32}), targets(run, {64}, 100, 7)},
+                options(DType::f32, 64, 100));
+      run.check(fmt::format("f64 {} chunk {}", reduction, chunk), fn,
+                {run.normal({64, 32}), run.normal({100, 32}), targets(run, {64}, 100, 7)},
+                options(DType::f64, 64, 100));
+    }
+  run.check("(2, 8, 16) (5003, 16) chunk 3, transposed weight", [](const std::vector<Tensor>& in) {
+    return linear_cross_entropy(in[0], transpose(in[1], 0, 1), in[2], -100, "mean", 3);
+  }, {run.normal({2, 8, 16}), run.normal({16, 5003}), targets(run, {2, 8}, 5003, 5)},
+            options(DType::f32, 16, 5003));
+  // A target out of range in the second chunk: the same position on both backends.
+  Tensor bad = ParityRun::with_values(run.ids({40}, 9), {30}, 9);
+  expect_same_error("target out of range", [](const std::vector<Tensor>& in) {
+    linear_cross_entropy(in[0], in[1], in[2], -100, "mean", 16);
+  }, {rand_normal({40, 5}, run.generator()), rand_normal({9, 5}, run.generator()), bad});
 }
 
 // ---------------------------------------------------------------- embedding

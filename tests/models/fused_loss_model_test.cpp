@@ -1,0 +1,80 @@
+// DecoderLM::loss with the fused head and loss (linear_cross_entropy) against the composite
+// cross_entropy(forward(ids)) (set_fused_loss(false)): loss and every parameter's gradient agree in
+// f64 with an untied and a tied head, and for a graded and a graph kind. (The memory the chunks
+// save is measured by LinearCrossEntropy.ChunksKeepTheLogitsOutOfMemory and, for the medium model,
+// in docs/benchmarks.md.)
+#include <cmath>
+#include <string>
+
+#include "autodiff/tape.h"
+#include "core/random.h"
+#include "models/nn/lm.h"
+#include "support/gradcheck_util.h"
+
+namespace gradus {
+namespace {
+
+ModelConfig tiny(const std::string& kind, bool tied) {
+  ModelConfig c;
+  c.vocab_size = 37;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.max_position_embeddings = 32;
+  c.attention_kind = kind;
+  c.tie_word_embeddings = tied;
+  return c;
+}
+
+// Restores the process-wide switch however the test ends.
+struct FusedLossGuard {
+  bool saved = fused_loss_enabled();
+  ~FusedLossGuard() { set_fused_loss(saved); }
+};
+
+struct Step {
+  double loss = 0;
+  std::vector<std::vector<double>> grads;
+};
+
+Step step(const ModelConfig& c, bool fused, int64_t T = 20) {
+  set_fused_loss(fused);
+  Generator gen(5);
+  DecoderLM lm(c, gen);
+  lm.to(DType::f64);
+  Generator data(9);
+  auto tokens = [&] {  // uniform ids in [0, vocab)
+    Tensor u = rand_uniform({3, T}, data, DType::f64, 0.0, static_cast<double>(c.vocab_size));
+    std::vector<double> v = u.to_vector();
+    for (double& x : v) x = std::floor(x);
+    return Tensor::from_vector(v, {3, T}, DType::i64);
+  };
+  Tensor ids = tokens(), targets = tokens();
+  Tensor loss = lm.loss(ids, targets);
+  backward(loss);
+  Step out{loss.item(), {}};
+  for (const Tensor& p : lm.parameters()) out.grads.push_back(p.grad().to_vector());
+  return out;
+}
+
+TEST(FusedLossModel, GivesTheCompositesLossAndGradients) {
+  FusedLossGuard guard;
+  for (const char* kind : {"std", "lgt", "gin"})
+    for (bool tied : {false, true}) {
+      SCOPED_TRACE(std::string(kind) + (tied ? " tied" : " untied"));
+      const Step fused = step(tiny(kind, tied), true), composite = step(tiny(kind, tied), false);
+      EXPECT_NEAR(fused.loss, composite.loss, 1e-12 * std::abs(composite.loss));
+      ASSERT_EQ(fused.grads.size(), composite.grads.size());
+      for (size_t i = 0; i < fused.grads.size(); ++i) {
+        ASSERT_EQ(fused.grads[i].size(), composite.grads[i].size());
+        for (size_t j = 0; j < fused.grads[i].size(); ++j)
+          ASSERT_NEAR(fused.grads[i][j], composite.grads[i][j],
+                      1e-11 * (1 + std::abs(composite.grads[i][j])))
+              << "parameter " << i << " element " << j;
+      }
+    }
+}
+
+}  // namespace
+}  // namespace gradus

@@ -1,9 +1,6 @@
 #include "models/nn/attention.h"
 
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -14,6 +11,7 @@
 #include "autodiff/ops/matmul.h"
 #include "autodiff/ops/softmax.h"
 #include "autodiff/ops/view.h"
+#include "core/env_switch.h"
 #include "core/error.h"
 #include "models/nn/attention_heads.h"
 
@@ -96,17 +94,14 @@ std::shared_ptr<AttentionKind> make_attention(const ModelConfig& config, int64_t
 }
 
 namespace {
-std::atomic<bool>& fused_attention_flag() {
-  static std::atomic<bool> on{[] {
-    const char* env = std::getenv("GRADUS_FUSED_ATTENTION");
-    return env == nullptr || std::strcmp(env, "0") != 0;
-  }()};
+EnvSwitch& fused_attention_switch() {
+  static EnvSwitch on("GRADUS_FUSED_ATTENTION");
   return on;
 }
 }  // namespace
 
-void set_fused_attention(bool on) { fused_attention_flag().store(on); }
-bool fused_attention_enabled() { return fused_attention_flag().load(); }
+void set_fused_attention(bool on) { fused_attention_switch().set(on); }
+bool fused_attention_enabled() { return fused_attention_switch().on(); }
 
 Tensor causal_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale,
                                 double dropout, Generator& gen, bool training) {

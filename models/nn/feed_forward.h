@@ -9,6 +9,12 @@
 
 namespace gradus {
 
+// The SwiGLU gate silu(g) * u as one op (swiglu: no silu(g) kept for the backward) or, with the
+// switch off, the composite silu then mul (the reference). On by default; GRADUS_FUSED_SWIGLU=0 in
+// the environment turns it off for the process. Thread-safe.
+void set_fused_swiglu(bool on);
+bool fused_swiglu_enabled();
+
 // SwiGLU (Llama's MLP): down_proj(silu(gate_proj(x)) * up_proj(x)), no biases. Submodules
 // gate_proj (hidden -> intermediate), up_proj (hidden -> intermediate), down_proj
 // (intermediate -> hidden), drawn from gen in that order (Hugging Face LlamaMLP's names).

@@ -1,11 +1,8 @@
 #include "models/nn/lm.h"
 
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
-
 #include "autodiff/ops/cross_entropy.h"
 #include "autodiff/ops/linear_cross_entropy.h"
+#include "core/env_switch.h"
 #include "core/error.h"
 
 namespace gradus {
@@ -66,16 +63,13 @@ Tensor DecoderLM::loss(const Tensor& ids, const Tensor& targets, int64_t positio
 }
 
 namespace {
-std::atomic<bool>& fused_loss_flag() {
-  static std::atomic<bool> on{[] {
-    const char* env = std::getenv("GRADUS_FUSED_LOSS");
-    return env == nullptr || std::strcmp(env, "0") != 0;
-  }()};
+EnvSwitch& fused_loss_switch() {
+  static EnvSwitch on("GRADUS_FUSED_LOSS");
   return on;
 }
 }  // namespace
 
-void set_fused_loss(bool on) { fused_loss_flag().store(on); }
-bool fused_loss_enabled() { return fused_loss_flag().load(); }
+void set_fused_loss(bool on) { fused_loss_switch().set(on); }
+bool fused_loss_enabled() { return fused_loss_switch().on(); }
 
 }  // namespace gradus

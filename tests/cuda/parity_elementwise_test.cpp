@@ -8,6 +8,7 @@
 
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/mask.h"
+#include "autodiff/ops/swiglu.h"
 #include "autodiff/ops/view.h"
 #include "support/cuda_parity.h"
 
@@ -108,6 +109,18 @@ TEST(CudaParity, gelu_tanh) {
 TEST(CudaParity, silu) {
   GRADUS_PARITY_SETUP(run);
   check_unary(run, "silu", [](const Tensor& x) { return silu(x); }, uniform(run, -12, 8));
+}
+// The fused SwiGLU gate silu(gate) * up (autodiff/ops/swiglu.h): one kernel each way.
+TEST(CudaParity, swiglu) {
+  GRADUS_PARITY_SETUP(run);
+  auto fn = [](const std::vector<Tensor>& in) { return swiglu(in[0], in[1]); };
+  run.check("(37, 129)", fn, {run.uniform({37, 129}, -12, 8), run.normal({37, 129})});
+  run.check("transposed gate", [](const std::vector<Tensor>& in) {
+    return swiglu(transpose(in[0], 0, 1), in[1]);
+  }, {run.uniform({129, 37}, -12, 8), run.normal({37, 129})});
+  ParityOptions f64;
+  f64.dtype = DType::f64;
+  run.check("f64", fn, {run.uniform({5, 1001}, -12, 8), run.normal({5, 1001})}, f64);
 }
 TEST(CudaParity, softplus) {
   GRADUS_PARITY_SETUP(run);

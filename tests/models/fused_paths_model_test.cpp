@@ -1,5 +1,6 @@
 // DecoderLM::loss with the fused head and loss (linear_cross_entropy) against the composite
-// cross_entropy(forward(ids)) (set_fused_loss(false)): loss and every parameter's gradient agree in
+// cross_entropy(forward(ids)) (set_fused_loss(false)), and the MLP with the fused SwiGLU gate
+// against silu then mul (set_fused_swiglu(false)): loss and every parameter's gradient agree in
 // f64 with an untied and a tied head, and for a graded and a graph kind. (The memory the chunks
 // save is measured by LinearCrossEntropy.ChunksKeepTheLogitsOutOfMemory and, for the medium model,
 // in docs/benchmarks.md.)
@@ -8,6 +9,7 @@
 
 #include "autodiff/tape.h"
 #include "core/random.h"
+#include "models/nn/feed_forward.h"
 #include "models/nn/lm.h"
 #include "support/gradcheck_util.h"
 
@@ -27,10 +29,13 @@ ModelConfig tiny(const std::string& kind, bool tied) {
   return c;
 }
 
-// Restores the process-wide switch however the test ends.
-struct FusedLossGuard {
-  bool saved = fused_loss_enabled();
-  ~FusedLossGuard() { set_fused_loss(saved); }
+// Restores the process-wide switches however the test ends.
+struct FusedSwitchesGuard {
+  bool loss = fused_loss_enabled(), swiglu = fused_swiglu_enabled();
+  ~FusedSwitchesGuard() {
+    set_fused_loss(loss);
+    set_fused_swiglu(swiglu);
+  }
 };
 
 struct Step {
@@ -38,8 +43,9 @@ struct Step {
   std::vector<std::vector<double>> grads;
 };
 
-Step step(const ModelConfig& c, bool fused, int64_t T = 20) {
-  set_fused_loss(fused);
+Step step(const ModelConfig& c, bool fused_loss, bool fused_swiglu, int64_t T = 20) {
+  set_fused_loss(fused_loss);
+  set_fused_swiglu(fused_swiglu);
   Generator gen(5);
   DecoderLM lm(c, gen);
   lm.to(DType::f64);
@@ -58,22 +64,32 @@ Step step(const ModelConfig& c, bool fused, int64_t T = 20) {
   return out;
 }
 
+void expect_same_step(const Step& a, const Step& b) {
+  EXPECT_NEAR(a.loss, b.loss, 1e-12 * std::abs(b.loss));
+  ASSERT_EQ(a.grads.size(), b.grads.size());
+  for (size_t i = 0; i < a.grads.size(); ++i) {
+    ASSERT_EQ(a.grads[i].size(), b.grads[i].size());
+    for (size_t j = 0; j < a.grads[i].size(); ++j)
+      ASSERT_NEAR(a.grads[i][j], b.grads[i][j], 1e-11 * (1 + std::abs(b.grads[i][j])))
+          << "parameter " << i << " element " << j;
+  }
+}
+
 TEST(FusedLossModel, GivesTheCompositesLossAndGradients) {
-  FusedLossGuard guard;
+  FusedSwitchesGuard guard;
   for (const char* kind : {"std", "lgt", "gin"})
     for (bool tied : {false, true}) {
       SCOPED_TRACE(std::string(kind) + (tied ? " tied" : " untied"));
-      const Step fused = step(tiny(kind, tied), true), composite = step(tiny(kind, tied), false);
-      EXPECT_NEAR(fused.loss, composite.loss, 1e-12 * std::abs(composite.loss));
-      ASSERT_EQ(fused.grads.size(), composite.grads.size());
-      for (size_t i = 0; i < fused.grads.size(); ++i) {
-        ASSERT_EQ(fused.grads[i].size(), composite.grads[i].size());
-        for (size_t j = 0; j < fused.grads[i].size(); ++j)
-          ASSERT_NEAR(fused.grads[i][j], composite.grads[i][j],
-                      1e-11 * (1 + std::abs(composite.grads[i][j])))
-              << "parameter " << i << " element " << j;
-      }
+      expect_same_step(step(tiny(kind, tied), true, true), step(tiny(kind, tied), false, true));
     }
+}
+
+TEST(FusedSwigluModel, GivesTheCompositesLossAndGradients) {
+  FusedSwitchesGuard guard;
+  for (const char* kind : {"std", "pna"}) {
+    SCOPED_TRACE(kind);
+    expect_same_step(step(tiny(kind, false), true, true), step(tiny(kind, false), true, false));
+  }
 }
 
 }  // namespace

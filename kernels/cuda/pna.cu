@@ -1,0 +1,808 @@
+// CUDA streaming PNA aggregation, forward and backward (contract: kernels/pna.h): the moments sum,
+// sq, max, min and deg of the values over the causal soft adjacency a' = threshold(relu(s) or
+// softmax(s)), s = scale q k^T, without the (B, H, T, T) scores or adjacency in memory.
+//
+// Two kernel families, chosen by GRADUS_PNA_KERNEL (kernels/cuda/pna_select.h):
+// - blocked (the default): the structure of kernels/cuda/attention_blocked.cu. For each block of R
+//   query rows [r0, r0 + R) of every (b, h) at once, and the nk = r0 + R keys the block can see:
+//     forward   S = scale Q_blk K[0:nk]^T                     gemm, (BH, R, nk) in A
+//               a' = threshold(adjacency(S)), j > i zeroed   a warp per row; writes lse and deg
+//               sum_blk = a' V,  sq_blk = a' V^2             gemms straight into the moments
+//               max / min: a thread per (bh, row, channel) scanning the keys with a' > 0
+//     backward  S, a' rebuilt (softmax from the saved lse)
+//               gv += a'^T g_sum_blk, u += a'^T g_sq_blk     gemms, beta 1
+//               dA' = g_sum_blk V^T + g_sq_blk (V^2)^T       gemms, (BH, R, nk) in A
+//               dS = (dA' + g_deg) threshold'(a), then relu [s > 0] or softmax a (dA - rowsum(a
+//               dA))
+//                                                            a warp per row
+//               grad_q_blk = scale dS K,  gk += scale dS^T Q_blk   gemms
+//     then gv += the extrema's gradient at their args (a thread per (bh, channel), rows in order)
+//     and grad_v = gv + 2 V u.
+//   A is the compute type (f32 for f32 and bf16, f64 for f64); the products take T operands (bf16
+//   on the tensor cores, f32 accumulation) and write A results: the moments and the gradient
+//   accumulators are A, so no sum of up to T products is ever rounded to bf16. The gradient's
+//   g_sum and g_sq blocks are rounded to T for the products (bf16 operands, as in
+//   attention_blocked.cu's grad_out).
+// - reference: a thread per (b, h, row), loops over the keys (or queries) and channels, no cuBLAS:
+//   plainly the formulas of kernels/pna.h, for the comparison tests.
+//
+// Workspace (blocked): one (BH, R, T) slice of S in A plus a' in T (forward; the same buffer when T
+// is A), S and dA' in A plus a' / dS in T (backward); R is as large as keeps the slices within
+// kScoreBytes (16 to 256 rows). Besides: V^2 in T (B, H, T, D) when with_square, gathered copies of
+// operands whose (b, h) planes are not evenly spaced, and the A accumulators (B, H, T, D) of the
+// backward.
+//
+// Floor: per (b, h) and under the causal half, each T x T x D product is about T^2 D flops: the
+// forward runs 3 of them (S, sum, sq) plus the extrema's T^2 D / 2 comparisons each, the backward 7
+// (S, two for dA', two for grad_v, grad_q, grad_k). At B 16, H 12, T 1024, D 64 that is 39 GFLOP
+// forward and 90 GFLOP backward, 0.04 + 0.09 ms at 990 TFLOP/s of bf16 tensor cores; the blocked
+// kernels move every score slice through HBM several times (about 16 bytes per (query, key) entry
+// forward and 30 backward), so they are bound by memory, not by these flops. nk stops at the
+// block's last row, so the products skip the upper triangle block by block (the diagonal blocks'
+// upper halves are computed and zeroed).
+//
+// Deterministic: cuBLAS runs without atomics (kernels/cuda/runtime.cpp), the gradient blocks are
+// added in block order on the one stream, every row kernel has one writer per element, and the
+// extrema's gradient is added by one thread per (bh, channel) in row order.
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <type_traits>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/pna_select.h"
+#include "kernels/pna.h"
+
+namespace gradus::cuda {
+namespace {
+
+using kernels::AttentionOperand;
+using kernels::AttentionOutput;
+using kernels::PnaAdjacency;
+using kernels::PnaShape;
+using kernels::PnaThreshold;
+
+// The largest workspace of score-sized slices of one block, in bytes.
+constexpr int64_t kScoreBytes = int64_t{256} << 20;
+
+template <class T>
+constexpr DType element_dtype() {
+  if constexpr (std::is_same_v<T, bf16>)
+    return DType::bf16;
+  else if constexpr (std::is_same_v<T, double>)
+    return DType::f64;
+  else
+    return DType::f32;
+}
+template <class T>
+constexpr cudaDataType cuda_type() {
+  if constexpr (std::is_same_v<T, bf16>)
+    return CUDA_R_16BF;
+  else if constexpr (std::is_same_v<T, double>)
+    return CUDA_R_64F;
+  else
+    return CUDA_R_32F;
+}
+
+// ---------------------------------------------------------------- the formulas of kernels/pna.h
+
+// The adjacency options as the kernels read them, in the compute type A.
+template <class A>
+struct PnaParams {
+  bool softmax;
+  PnaThreshold threshold;
+  A scale, tau, beta;
+};
+template <class A>
+PnaParams<A> params_of(const PnaShape& s) {
+  return {s.adjacency == PnaAdjacency::softmax, s.threshold, static_cast<A>(s.scale),
+          static_cast<A>(s.tau), static_cast<A>(s.beta)};
+}
+
+__device__ __forceinline__ float dlog1p(float v) { return log1pf(v); }
+__device__ __forceinline__ double dlog1p(double v) { return log1p(v); }
+
+// a = relu(s), or exp(s - lse) for the softmax adjacency.
+template <class A>
+__device__ __forceinline__ A adjacency_of(const PnaParams<A>& p, A s, A lse) {
+  return p.softmax ? dexp(s - lse) : (s > A(0) ? s : A(0));
+}
+// a' = threshold(a).
+template <class A>
+__device__ __forceinline__ A threshold_of(const PnaParams<A>& p, A a) {
+  const A x = a - p.tau, z = p.beta * x;
+  switch (p.threshold) {
+    case PnaThreshold::none: return a;
+    case PnaThreshold::relu: return x > A(0) ? x : A(0);
+    case PnaThreshold::sharp_softplus: return z > A(20) ? x : dlog1p(dexp(z)) / p.beta;
+    case PnaThreshold::sigmoid: return A(1) / (A(1) + dexp(-z));
+    case PnaThreshold::binary: return a > p.tau ? A(1) : A(0);
+  }
+  return a;
+}
+// threshold'(a) (0 for binary: a step passes no gradient).
+template <class A>
+__device__ __forceinline__ A threshold_slope(const PnaParams<A>& p, A a) {
+  const A z = p.beta * (a - p.tau);
+  switch (p.threshold) {
+    case PnaThreshold::none: return A(1);
+    case PnaThreshold::relu: return a > p.tau ? A(1) : A(0);
+    case PnaThreshold::sharp_softplus: return z > A(20) ? A(1) : A(1) / (A(1) + dexp(-z));
+    case PnaThreshold::sigmoid: {
+      const A g = A(1) / (A(1) + dexp(-z));
+      return p.beta * g * (A(1) - g);
+    }
+    case PnaThreshold::binary: return A(0);
+  }
+  return A(1);
+}
+
+// A (B, H, T, D) operand: row t of head (b, h) starts at data + b sb + h sh + t st; its D channels
+// are contiguous.
+template <class T>
+struct Heads {
+  T* data;
+  int64_t sb, sh, st, heads;
+  __device__ __forceinline__ T* row(int64_t bh, int64_t t) const {
+    return data + (bh / heads) * sb + (bh % heads) * sh + t * st;
+  }
+};
+template <class T>
+Heads<const T> heads_of(const AttentionOperand& o, int64_t heads) {
+  return {static_cast<const T*>(o.data), o.stride_b, o.stride_h, o.stride_t, heads};
+}
+template <class T>
+Heads<T> heads_of(const AttentionOutput& o, int64_t heads) {
+  return {static_cast<T*>(o.data), o.stride_b, o.stride_h, o.stride_t, heads};
+}
+
+// ---------------------------------------------------------------- layouts
+
+// x: (B H, T, D) through its strides -> y: (B H, T, D) through its strides; converts the element
+// type on the way (through the compute type), squaring each element when `square`. A thread per
+// element.
+template <class TI, class TO>
+__global__ void pna_copy_heads_kernel(Heads<const TI> x, Heads<TO> y, int64_t t, int64_t d,
+                                      bool square, int64_t n) {
+  GRADUS_CUDA_LOOP(e, n) {
+    const int64_t c = e % d, r = e / d, i = r % t, bh = r / t;
+    const auto v = to_acc(x.row(bh, i)[c]);
+    y.row(bh, i)[c] = from_acc<TO>(square ? v * v : v);
+  }
+}
+template <class TI, class TO>
+void copy_heads(Heads<const TI> x, Heads<TO> y, int64_t bh, int64_t t, int64_t d,
+                bool square = false) {
+  const int64_t n = bh * t * d;
+  if (n == 0) return;
+  pna_copy_heads_kernel<TI, TO>
+      <<<grid_for(ceil_div(n, kThreads)), kThreads, 0, stream()>>>(x, y, t, d, square, n);
+  GRADUS_CUDA_CHECK_LAUNCH("pna_copy_heads");
+}
+// A contiguous (B, H, T, D) buffer as Heads.
+template <class T>
+Heads<T> contiguous_heads(T* data, int64_t heads, int64_t t, int64_t d) {
+  return {data, heads * t * d, t * d, d, heads};
+}
+
+// An operand as cuBLAS reads it: BH matrices (t, d), leading dimension ld, batch stride `stride`.
+template <class T>
+struct Planes {
+  const T* data = nullptr;
+  int64_t ld = 0, stride = 0;
+  Tensor copy;  // keeps a gathered copy alive
+};
+
+// The operand itself when its (b, h) planes are evenly spaced, else a contiguous copy (as
+// attention_blocked.cu).
+template <class T>
+Planes<T> planes_of(const AttentionOperand& x, const PnaShape& s) {
+  const int64_t d = s.head_dim, t = s.t;
+  const T* data = static_cast<const T*>(x.data);
+  const bool rows_ok = t == 1 || x.stride_t >= d;
+  const int64_t ld = t == 1 ? d : x.stride_t;  // one row: its stride is never stepped
+  if (rows_ok && s.heads == 1 && x.stride_b >= 0) return {data, ld, x.stride_b, {}};
+  if (rows_ok && s.batch == 1 && x.stride_h >= 0) return {data, ld, x.stride_h, {}};
+  if (rows_ok && x.stride_h >= 0 && x.stride_b == s.heads * x.stride_h && x.stride_h >= t * ld)
+    return {data, ld, x.stride_h, {}};
+  Planes<T> p;
+  p.copy = Tensor::empty({s.batch, s.heads, t, d}, element_dtype<T>(), kGPU);
+  T* dst = static_cast<T*>(p.copy.raw_data());
+  copy_heads(heads_of<T>(x, s.heads), contiguous_heads(dst, s.heads, t, d), s.batch * s.heads, t,
+             d);
+  p.data = dst;
+  p.ld = d;
+  p.stride = t * d;
+  return p;
+}
+// A contiguous (B, H, T, D) buffer in T: x converted (and squared when `square`).
+template <class T, class TI>
+Planes<T> converted_planes(Heads<const TI> x, const PnaShape& s, bool square) {
+  Planes<T> p;
+  p.copy = Tensor::empty({s.batch, s.heads, s.t, s.head_dim}, element_dtype<T>(), kGPU);
+  T* dst = static_cast<T*>(p.copy.raw_data());
+  copy_heads(x, contiguous_heads(dst, s.heads, s.t, s.head_dim), s.batch * s.heads, s.t, s.head_dim,
+             square);
+  p.data = dst;
+  p.ld = s.head_dim;
+  p.stride = s.t * s.head_dim;
+  return p;
+}
+
+// Row-major, batched: C[i] (m, n) = alpha op(A[i]) op(B[i]) + beta C[i], op(A): (m, k), op(B): (k,
+// n); A and B of element type TA, C of type TC; compute in double for f64, else f32 (bf16 on the
+// tensor cores). cuBLAS is column-major: the row-major product is computed as C^T = op(B)^T
+// op(A)^T.
+template <class TA, class TC>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const TA* a,
+          int64_t lda, int64_t stride_a, const TA* b, int64_t ldb, int64_t stride_b, double beta,
+          TC* c, int64_t ldc, int64_t stride_c, int64_t batch) {
+  const int64_t limit = INT_MAX;
+  GRADUS_CHECK(m <= limit && n <= limit && k <= limit && lda <= limit && ldb <= limit &&
+                   ldc <= limit && batch <= limit,
+               "pna (blocked)",
+               "a product (m, n, k, batch) = ({}, {}, {}, {}) with leading dimensions ({}, {}, {}) "
+               "exceeds cuBLAS's int; use GRADUS_PNA_KERNEL=reference",
+               m, n, k, batch, lda, ldb, ldc);
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  constexpr bool f64 = std::is_same_v<TA, double>;
+  const double alpha_d = alpha, beta_d = beta;
+  const float alpha_f = static_cast<float>(alpha), beta_f = static_cast<float>(beta);
+  GRADUS_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      cublas(), op_b, op_a, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
+      f64 ? static_cast<const void*>(&alpha_d) : static_cast<const void*>(&alpha_f), b,
+      cuda_type<TA>(), static_cast<int>(ldb), stride_b, a, cuda_type<TA>(), static_cast<int>(lda),
+      stride_a, f64 ? static_cast<const void*>(&beta_d) : static_cast<const void*>(&beta_f), c,
+      cuda_type<TC>(), static_cast<int>(ldc), stride_c, static_cast<int>(batch),
+      f64 ? CUBLAS_COMPUTE_64F : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// Query rows per block: as many as keep `bytes_per_score` bytes per (bh, row, key) within
+// kScoreBytes, 16 to 256, at most T.
+int64_t block_rows(const PnaShape& s, int64_t bytes_per_score) {
+  const int64_t per_row = std::max<int64_t>(1, s.batch * s.heads * s.t * bytes_per_score);
+  return std::min(s.t, std::clamp<int64_t>(kScoreBytes / per_row, 16, 256));
+}
+
+// ---------------------------------------------------------------- blocked: row kernels
+
+// The rows of a warp-per-row kernel as a grid-stride loop (grid_for caps the grid); row is the
+// same in all 32 lanes, so the warp stays together for its shuffles.
+#define GRADUS_WARP_ROWS(row, count)                                                          \
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; \
+       row < (count); row += static_cast<int64_t>(gridDim.x) * (blockDim.x / 32))
+
+constexpr int kRowsPerLaunchBlock = kThreads / 32;  // a warp per row
+int rows_grid(int64_t count) { return grid_for(ceil_div(count, kRowsPerLaunchBlock)); }
+
+// Forward. scores: (BH, rows, nk) s in A -> scores: a' in A (in place), ap: a' in T (the same
+// buffer when T is A), lse: (BH, t) for the softmax adjacency, deg into moments (BH, t, w) column
+// w - 1; rows r0 + [0, rows), key j of row i visible iff j <= i. A warp per row.
+template <class T, class A>
+__global__ void pna_adjacency_forward_kernel(A* scores, T* ap, A* lse, A* moments, PnaParams<A> p,
+                                             int64_t count, int64_t rows, int64_t nk, int64_t r0,
+                                             int64_t t, int64_t w) {
+  const int lane = threadIdx.x & 31;
+  GRADUS_WARP_ROWS(row, count) {
+    const int64_t bh = row / rows, i = r0 + row % rows, n = i + 1;
+    A* s = scores + row * nk;
+    T* a_out = ap + row * nk;
+    A l = 0;
+    if (p.softmax) {
+      A m = A(-INFINITY);
+      for (int64_t j = lane; j < n; j += 32) m = fmax(m, s[j]);
+      m = warp_max(m);
+      A sum = 0;
+      for (int64_t j = lane; j < n; j += 32) sum += dexp(s[j] - m);
+      l = m + dlog(warp_sum(sum));
+      if (lane == 0) lse[bh * t + i] = l;
+    }
+    A deg = 0;
+    for (int64_t j = lane; j < nk; j += 32) {
+      const A x = j < n ? threshold_of(p, adjacency_of(p, s[j], l)) : A(0);
+      deg += x;
+      s[j] = x;
+      a_out[j] = from_acc<T>(x);
+    }
+    deg = warp_sum(deg);
+    if (lane == 0) moments[(bh * t + i) * w + (w - 1)] = deg;
+  }
+}
+
+// Forward extrema. a': (BH, rows, nk) in A, v: (BH, t, D) -> moments (BH, t, w) max block at
+// max_offset and min block at min_offset (negative: not asked), arg_max / arg_min (BH, t, D): per
+// channel, the extremum of v_j over {j <= i : a'_ij > 0}, the first j among ties, 0 and -1 without
+// neighbours. A thread per (bh, row, channel): the threads of a warp read consecutive channels of
+// the same key.
+template <class T, class A>
+__global__ void pna_extrema_kernel(const A* ap, Heads<const T> v, A* moments, int32_t* arg_max,
+                                   int32_t* arg_min, int64_t max_offset, int64_t min_offset,
+                                   int64_t count, int64_t rows, int64_t nk, int64_t r0, int64_t t,
+                                   int64_t d, int64_t w) {
+  GRADUS_CUDA_LOOP(e, count * d) {
+    const int64_t c = e % d, row = e / d, bh = row / rows, i = r0 + row % rows;
+    const A* a = ap + row * nk;
+    A hi = 0, lo = 0;
+    int32_t at_hi = -1, at_lo = -1;
+    for (int64_t j = 0; j <= i; ++j) {
+      if (!(a[j] > A(0))) continue;
+      const A x = to_acc(v.row(bh, j)[c]);
+      if (at_hi < 0 || x > hi) hi = x, at_hi = static_cast<int32_t>(j);
+      if (at_lo < 0 || x < lo) lo = x, at_lo = static_cast<int32_t>(j);
+    }
+    const int64_t out = (bh * t + i) * d + c;
+    A* m = moments + (bh * t + i) * w;
+    if (max_offset >= 0) {
+      m[max_offset + c] = hi;
+      arg_max[out] = at_hi;
+    }
+    if (min_offset >= 0) {
+      m[min_offset + c] = lo;
+      arg_min[out] = at_lo;
+    }
+  }
+}
+
+// Backward. scores: (BH, rows, nk) s in A -> ap: a' in T (0 for j > i), from the saved lse. A warp
+// per row.
+template <class T, class A>
+__global__ void pna_adjacency_backward_kernel(const A* scores, const A* lse, T* ap, PnaParams<A> p,
+                                              int64_t count, int64_t rows, int64_t nk, int64_t r0,
+                                              int64_t t) {
+  const int lane = threadIdx.x & 31;
+  GRADUS_WARP_ROWS(row, count) {
+    const int64_t bh = row / rows, i = r0 + row % rows, n = i + 1;
+    const A l = p.softmax ? lse[bh * t + i] : A(0);
+    for (int64_t j = lane; j < nk; j += 32)
+      ap[row * nk + j] =
+          from_acc<T>(j < n ? threshold_of(p, adjacency_of(p, scores[row * nk + j], l)) : A(0));
+  }
+}
+
+// Backward. scores: (BH, rows, nk) s in A, dap: (BH, rows, nk) g_sum . v_j + g_sq . v_j^2 in A
+// (overwritten with g_a), grad (BH, t, w) for g_deg -> ds: (BH, rows, nk) g_s in T (0 for j > i):
+// g_a = (dap + g_deg) threshold'(a); relu: g_s = g_a [s > 0]; softmax: g_s = a (g_a - sum_j a g_a).
+// A warp per row.
+template <class T, class A>
+__global__ void pna_grad_scores_kernel(const A* scores, A* dap, const A* lse, const A* grad, T* ds,
+                                       PnaParams<A> p, int64_t count, int64_t rows, int64_t nk,
+                                       int64_t r0, int64_t t, int64_t w) {
+  const int lane = threadIdx.x & 31;
+  GRADUS_WARP_ROWS(row, count) {
+    const int64_t bh = row / rows, i = r0 + row % rows, n = i + 1;
+    const A l = p.softmax ? lse[bh * t + i] : A(0);
+    const A g_deg = grad[(bh * t + i) * w + (w - 1)];
+    const A* s = scores + row * nk;
+    A* g = dap + row * nk;
+    A dot = 0;  // sum_j a_ij g_a_ij (softmax)
+    for (int64_t j = lane; j < n; j += 32) {
+      const A a = adjacency_of(p, s[j], l);
+      const A ga = (g[j] + g_deg) * threshold_slope(p, a);
+      g[j] = ga;
+      dot += a * ga;
+    }
+    if (p.softmax) dot = warp_sum(dot);
+    for (int64_t j = lane; j < nk; j += 32) {
+      A v = 0;
+      if (j < n) v = p.softmax ? dexp(s[j] - l) * (g[j] - dot) : (s[j] > A(0) ? g[j] : A(0));
+      ds[row * nk + j] = from_acc<T>(v);
+    }
+  }
+}
+
+#undef GRADUS_WARP_ROWS
+
+// gv: (BH, t, D) in A += the extrema's gradient: g_max[i, c] (grad (BH, t, w) at max_offset) at
+// row arg_max[i, c], likewise min (offsets negative: not asked). A thread per (bh, channel), rows
+// in ascending order, so the additions into one element run in a fixed order without atomics.
+template <class A>
+__global__ void pna_extrema_grad_kernel(const A* grad, const int32_t* arg_max,
+                                        const int32_t* arg_min, A* gv, int64_t max_offset,
+                                        int64_t min_offset, int64_t bh_count, int64_t t, int64_t d,
+                                        int64_t w) {
+  GRADUS_CUDA_LOOP(e, bh_count * d) {
+    const int64_t c = e % d, bh = e / d;
+    for (int64_t i = 0; i < t; ++i) {
+      const int64_t r = bh * t + i;
+      if (max_offset >= 0 && arg_max[r * d + c] >= 0)
+        gv[(bh * t + arg_max[r * d + c]) * d + c] += grad[r * w + max_offset + c];
+      if (min_offset >= 0 && arg_min[r * d + c] >= 0)
+        gv[(bh * t + arg_min[r * d + c]) * d + c] += grad[r * w + min_offset + c];
+    }
+  }
+}
+
+// grad_v = gv + 2 v u (u null: no square block), gv, u: (BH, t, D) contiguous in A, v and grad_v
+// through their strides. A thread per element.
+template <class T, class A>
+__global__ void pna_grad_v_kernel(const A* gv, const A* u, Heads<const T> v, Heads<T> grad_v,
+                                  int64_t t, int64_t d, int64_t n) {
+  GRADUS_CUDA_LOOP(e, n) {
+    const int64_t c = e % d, r = e / d, i = r % t, bh = r / t;
+    A x = gv[e];
+    if (u != nullptr) x += A(2) * to_acc(v.row(bh, i)[c]) * u[e];
+    grad_v.row(bh, i)[c] = from_acc<T>(x);
+  }
+}
+
+// The offsets of the extrema blocks, -1 when not asked.
+int64_t max_offset_of(const PnaShape& s) { return s.with_max ? s.max_offset() : -1; }
+int64_t min_offset_of(const PnaShape& s) { return s.with_min ? s.min_offset() : -1; }
+
+// ---------------------------------------------------------------- blocked: forward
+
+template <class T>
+void pna_forward_blocked(const PnaShape& s, AttentionOperand q, AttentionOperand k,
+                         AttentionOperand v, void* moments_, int32_t* arg_max, int32_t* arg_min,
+                         void* lse_) {
+  using A = acc_t<T>;
+  constexpr bool same = std::is_same_v<T, A>;
+  const int64_t BH = s.batch * s.heads, D = s.head_dim, W = s.width(), t = s.t;
+  A* moments = static_cast<A*>(moments_);
+  A* lse = static_cast<A*>(lse_);
+  const PnaParams<A> p = params_of<A>(s);
+  const Planes<T> qp = planes_of<T>(q, s), kp = planes_of<T>(k, s), vp = planes_of<T>(v, s);
+  Planes<T> v2;
+  if (s.with_square) v2 = converted_planes<T>(heads_of<T>(v, s.heads), s, true);
+  const int64_t R = block_rows(s, sizeof(A) + (same ? 0 : sizeof(T)));
+  Tensor scores_t = Tensor::empty({BH * R * t}, acc_dtype<A>(), kGPU);
+  Tensor ap_t = same ? Tensor() : Tensor::empty({BH * R * t}, element_dtype<T>(), kGPU);
+  A* scores = static_cast<A*>(scores_t.raw_data());
+  T* ap = same ? reinterpret_cast<T*>(scores) : static_cast<T*>(ap_t.raw_data());
+  for (int64_t r0 = 0; r0 < t; r0 += R) {
+    const int64_t rows = std::min(R, t - r0), nk = r0 + rows, count = BH * rows;
+    // scores = scale q_blk k^T: (BH, rows, nk)
+    gemm<T, A>(false, true, rows, nk, D, s.scale, qp.data + r0 * qp.ld, qp.ld, qp.stride, kp.data,
+               kp.ld, kp.stride, 0.0, scores, nk, rows * nk, BH);
+    pna_adjacency_forward_kernel<T, A><<<rows_grid(count), kThreads, 0, stream()>>>(
+        scores, ap, lse, moments, p, count, rows, nk, r0, t, W);
+    GRADUS_CUDA_CHECK_LAUNCH("pna_forward (blocked adjacency)");
+    // sum_blk = a' v, sq_blk = a' v^2: (BH, rows, D) into the moments' rows (leading dimension W)
+    A* m_blk = moments + r0 * W;
+    gemm<T, A>(false, false, rows, D, nk, 1.0, ap, nk, rows * nk, vp.data, vp.ld, vp.stride, 0.0,
+               m_blk, W, t * W, BH);
+    if (s.with_square)
+      gemm<T, A>(false, false, rows, D, nk, 1.0, ap, nk, rows * nk, v2.data, v2.ld, v2.stride, 0.0,
+                 m_blk + s.square_offset(), W, t * W, BH);
+    if (s.with_max || s.with_min) {
+      pna_extrema_kernel<T, A><<<grid_for(ceil_div(count * D, kThreads)), kThreads, 0, stream()>>>(
+          scores, heads_of<T>(v, s.heads), moments, arg_max, arg_min, max_offset_of(s),
+          min_offset_of(s), count, rows, nk, r0, t, D, W);
+      GRADUS_CUDA_CHECK_LAUNCH("pna_forward (blocked extrema)");
+    }
+  }
+}
+
+// ---------------------------------------------------------------- blocked: backward
+
+template <class T>
+void pna_backward_blocked(const PnaShape& s, AttentionOperand q, AttentionOperand k,
+                          AttentionOperand v, const void* lse_, const int32_t* arg_max,
+                          const int32_t* arg_min, const void* grad_, AttentionOutput grad_q,
+                          AttentionOutput grad_k, AttentionOutput grad_v) {
+  using A = acc_t<T>;
+  const int64_t BH = s.batch * s.heads, D = s.head_dim, W = s.width(), t = s.t;
+  const A* lse = static_cast<const A*>(lse_);
+  const A* grad = static_cast<const A*>(grad_);
+  const PnaParams<A> p = params_of<A>(s);
+  // Gradients accumulate in A in contiguous (B, H, T, D) buffers (zero: keys no query sees keep
+  // zero gradients), converted into their outputs' dtype and layout at the end. u = sum_i a'_ij
+  // g_sq_i, the square block's gradient before the factor 2 v_j.
+  Tensor dq_t = Tensor::empty({s.batch, s.heads, t, D}, acc_dtype<A>(), kGPU);
+  Tensor dk_t = Tensor::zeros({s.batch, s.heads, t, D}, acc_dtype<A>(), kGPU);
+  Tensor dv_t = Tensor::zeros({s.batch, s.heads, t, D}, acc_dtype<A>(), kGPU);
+  Tensor u_t =
+      s.with_square ? Tensor::zeros({s.batch, s.heads, t, D}, acc_dtype<A>(), kGPU) : Tensor();
+  A* dq = static_cast<A*>(dq_t.raw_data());
+  A* dk = static_cast<A*>(dk_t.raw_data());
+  A* dv = static_cast<A*>(dv_t.raw_data());
+  A* u = s.with_square ? static_cast<A*>(u_t.raw_data()) : nullptr;
+  const Planes<T> qp = planes_of<T>(q, s), kp = planes_of<T>(k, s), vp = planes_of<T>(v, s);
+  Planes<T> v2;
+  if (s.with_square) v2 = converted_planes<T>(heads_of<T>(v, s.heads), s, true);
+  // The g_sum and g_sq blocks of grad as T operands: grad itself (leading dimension W) when T is A,
+  // else converted copies.
+  const Heads<const A> grad_heads{grad, s.heads * t * W, t * W, W, s.heads};
+  Planes<T> gs, gq;
+  if constexpr (std::is_same_v<T, A>) {
+    gs = {grad, W, t * W, {}};
+    if (s.with_square) gq = {grad + s.square_offset(), W, t * W, {}};
+  } else {
+    gs = converted_planes<T>(grad_heads, s, false);
+    if (s.with_square) {
+      Heads<const A> sq_heads = grad_heads;
+      sq_heads.data += s.square_offset();
+      gq = converted_planes<T>(sq_heads, s, false);
+    }
+  }
+  const int64_t R = block_rows(s, 2 * sizeof(A) + sizeof(T));
+  Tensor scores_t = Tensor::empty({BH * R * t}, acc_dtype<A>(), kGPU);
+  Tensor dap_t = Tensor::empty({BH * R * t}, acc_dtype<A>(), kGPU);
+  Tensor ap_t = Tensor::empty({BH * R * t}, element_dtype<T>(), kGPU);
+  A* scores = static_cast<A*>(scores_t.raw_data());
+  A* dap = static_cast<A*>(dap_t.raw_data());
+  T* ap = static_cast<T*>(ap_t.raw_data());  // a', then dS
+  for (int64_t r0 = 0; r0 < t; r0 += R) {
+    const int64_t rows = std::min(R, t - r0), nk = r0 + rows, count = BH * rows;
+    const T* q_blk = qp.data + r0 * qp.ld;
+    // scores = scale q_blk k^T; ap = a'
+    gemm<T, A>(false, true, rows, nk, D, s.scale, q_blk, qp.ld, qp.stride, kp.data, kp.ld,
+               kp.stride, 0.0, scores, nk, rows * nk, BH);
+    pna_adjacency_backward_kernel<T, A>
+        <<<rows_grid(count), kThreads, 0, stream()>>>(scores, lse, ap, p, count, rows, nk, r0, t);
+    GRADUS_CUDA_CHECK_LAUNCH("pna_backward (blocked adjacency)");
+    // dv[0:nk] += a'^T g_sum_blk, u[0:nk] += a'^T g_sq_blk: (BH, nk, D)
+    gemm<T, A>(true, false, nk, D, rows, 1.0, ap, nk, rows * nk, gs.data + r0 * gs.ld, gs.ld,
+               gs.stride, 1.0, dv, D, t * D, BH);
+    if (s.with_square)
+      gemm<T, A>(true, false, nk, D, rows, 1.0, ap, nk, rows * nk, gq.data + r0 * gq.ld, gq.ld,
+                 gq.stride, 1.0, u, D, t * D, BH);
+    // dap = g_sum_blk v^T + g_sq_blk (v^2)^T: (BH, rows, nk)
+    gemm<T, A>(false, true, rows, nk, D, 1.0, gs.data + r0 * gs.ld, gs.ld, gs.stride, vp.data,
+               vp.ld, vp.stride, 0.0, dap, nk, rows * nk, BH);
+    if (s.with_square)
+      gemm<T, A>(false, true, rows, nk, D, 1.0, gq.data + r0 * gq.ld, gq.ld, gq.stride, v2.data,
+                 v2.ld, v2.stride, 1.0, dap, nk, rows * nk, BH);
+    pna_grad_scores_kernel<T, A><<<rows_grid(count), kThreads, 0, stream()>>>(
+        scores, dap, lse, grad, ap, p, count, rows, nk, r0, t, W);
+    GRADUS_CUDA_CHECK_LAUNCH("pna_backward (blocked score gradient)");
+    // dq_blk = scale ds k: (BH, rows, D); dk[0:nk] += scale ds^T q_blk: (BH, nk, D)
+    gemm<T, A>(false, false, rows, D, nk, s.scale, ap, nk, rows * nk, kp.data, kp.ld, kp.stride,
+               0.0, dq + r0 * D, D, t * D, BH);
+    gemm<T, A>(true, false, nk, D, rows, s.scale, ap, nk, rows * nk, q_blk, qp.ld, qp.stride, 1.0,
+               dk, D, t * D, BH);
+  }
+  if (s.with_max || s.with_min) {
+    pna_extrema_grad_kernel<A><<<grid_for(ceil_div(BH * D, kThreads)), kThreads, 0, stream()>>>(
+        grad, arg_max, arg_min, dv, max_offset_of(s), min_offset_of(s), BH, t, D, W);
+    GRADUS_CUDA_CHECK_LAUNCH("pna_backward (blocked extrema gradient)");
+  }
+  const int64_t n = BH * t * D;
+  pna_grad_v_kernel<T, A><<<grid_for(ceil_div(n, kThreads)), kThreads, 0, stream()>>>(
+      dv, u, heads_of<T>(v, s.heads), heads_of<T>(grad_v, s.heads), t, D, n);
+  GRADUS_CUDA_CHECK_LAUNCH("pna_backward (blocked grad_v)");
+  copy_heads(contiguous_heads<const A>(dq, s.heads, t, D), heads_of<T>(grad_q, s.heads), BH, t, D);
+  copy_heads(contiguous_heads<const A>(dk, s.heads, t, D), heads_of<T>(grad_k, s.heads), BH, t, D);
+}
+
+// ---------------------------------------------------------------- reference
+
+// s_ij = scale q_i . k_j in A, channels in order.
+template <class T, class A>
+__device__ A pna_score(const T* qi, const T* kj, int64_t d, A scale) {
+  A acc = 0;
+  for (int64_t c = 0; c < d; ++c) acc += to_acc(qi[c]) * to_acc(kj[c]);
+  return scale * acc;
+}
+// lse_i = log sum_{j <= i} exp(s_ij), the maximum first.
+template <class T, class A>
+__device__ A pna_row_lse(const T* qi, Heads<const T> k, int64_t bh, int64_t i, int64_t d, A scale) {
+  A m = A(-INFINITY);
+  for (int64_t j = 0; j <= i; ++j) m = fmax(m, pna_score(qi, k.row(bh, j), d, scale));
+  A sum = 0;
+  for (int64_t j = 0; j <= i; ++j) sum += dexp(pna_score(qi, k.row(bh, j), d, scale) - m);
+  return m + dlog(sum);
+}
+// g_a'_ij = g_sum_i . v_j + g_sq_i . v_j^2 + g_deg_i; g (w) is row i of grad.
+template <class T, class A>
+__device__ A pna_grad_adjacency(const A* g, const T* vj, int64_t d, int64_t sq_offset, int64_t w) {
+  A acc = g[w - 1];
+  for (int64_t c = 0; c < d; ++c) {
+    const A x = to_acc(vj[c]);
+    acc += g[c] * x;
+    if (sq_offset >= 0) acc += g[sq_offset + c] * x * x;
+  }
+  return acc;
+}
+
+// q, k, v: (BH, t, D) -> moments (BH, t, w), arg_max / arg_min (BH, t, D), lse (BH, t) (softmax).
+// A thread per (bh, row): the row's moments accumulate over the keys j <= i in order.
+template <class T, class A>
+__global__ void pna_forward_reference_kernel(Heads<const T> q, Heads<const T> k, Heads<const T> v,
+                                             A* moments, int32_t* arg_max, int32_t* arg_min, A* lse,
+                                             PnaParams<A> p, int64_t sq_offset, int64_t max_offset,
+                                             int64_t min_offset, int64_t count, int64_t t,
+                                             int64_t d, int64_t w) {
+  GRADUS_CUDA_LOOP(row, count) {
+    const int64_t bh = row / t, i = row % t;
+    const T* qi = q.row(bh, i);
+    A l = 0;
+    if (p.softmax) {
+      l = pna_row_lse(qi, k, bh, i, d, p.scale);
+      lse[row] = l;
+    }
+    A* m = moments + row * w;
+    for (int64_t c = 0; c < w; ++c) m[c] = 0;
+    for (int64_t c = 0; c < d; ++c) {
+      if (max_offset >= 0) arg_max[row * d + c] = -1;
+      if (min_offset >= 0) arg_min[row * d + c] = -1;
+    }
+    A deg = 0;
+    for (int64_t j = 0; j <= i; ++j) {
+      const A x = threshold_of(p, adjacency_of(p, pna_score(qi, k.row(bh, j), d, p.scale), l));
+      deg += x;
+      const T* vj = v.row(bh, j);
+      for (int64_t c = 0; c < d; ++c) {
+        const A y = to_acc(vj[c]);
+        m[c] += x * y;
+        if (sq_offset >= 0) m[sq_offset + c] += x * y * y;
+        if (!(x > A(0))) continue;  // the extrema range over the neighbours only
+        const int64_t e = row * d + c;
+        if (max_offset >= 0 && (arg_max[e] < 0 || y > m[max_offset + c])) {
+          m[max_offset + c] = y;
+          arg_max[e] = static_cast<int32_t>(j);
+        }
+        if (min_offset >= 0 && (arg_min[e] < 0 || y < m[min_offset + c])) {
+          m[min_offset + c] = y;
+          arg_min[e] = static_cast<int32_t>(j);
+        }
+      }
+    }
+    m[w - 1] = deg;
+  }
+}
+
+// grad_q rows: dq (BH, t, D) in A, and row_dot (BH, t) = sum_j a_ij g_a_ij (softmax) for the key
+// kernel. A thread per (bh, query row), keys in ascending order.
+template <class T, class A>
+__global__ void pna_grad_q_reference_kernel(Heads<const T> q, Heads<const T> k, Heads<const T> v,
+                                            const A* lse, const A* grad, A* dq, A* row_dot,
+                                            PnaParams<A> p, int64_t sq_offset, int64_t count,
+                                            int64_t t, int64_t d, int64_t w) {
+  GRADUS_CUDA_LOOP(row, count) {
+    const int64_t bh = row / t, i = row % t;
+    const T* qi = q.row(bh, i);
+    const A* g = grad + row * w;
+    const A l = p.softmax ? lse[row] : A(0);
+    A dot = 0;
+    if (p.softmax)
+      for (int64_t j = 0; j <= i; ++j) {
+        const A a = adjacency_of(p, pna_score(qi, k.row(bh, j), d, p.scale), l);
+        dot += a * pna_grad_adjacency(g, v.row(bh, j), d, sq_offset, w) * threshold_slope(p, a);
+      }
+    row_dot[row] = dot;
+    A* out = dq + row * d;
+    for (int64_t c = 0; c < d; ++c) out[c] = 0;
+    for (int64_t j = 0; j <= i; ++j) {
+      const A s = pna_score(qi, k.row(bh, j), d, p.scale), a = adjacency_of(p, s, l);
+      const A ga = pna_grad_adjacency(g, v.row(bh, j), d, sq_offset, w) * threshold_slope(p, a);
+      const A ds = p.softmax ? a * (ga - dot) : (s > A(0) ? ga : A(0));
+      const T* kj = k.row(bh, j);
+      for (int64_t c = 0; c < d; ++c) out[c] += p.scale * ds * to_acc(kj[c]);
+    }
+  }
+}
+
+// grad_k, grad_v rows: dk, dv (BH, t, D) in A. A thread per (bh, key row j), the queries i >= j in
+// ascending order, then the extrema's gradient of the rows whose arg is j.
+template <class T, class A>
+__global__ void pna_grad_kv_reference_kernel(Heads<const T> q, Heads<const T> k, Heads<const T> v,
+                                             const A* lse, const A* grad, const A* row_dot,
+                                             const int32_t* arg_max, const int32_t* arg_min, A* dk,
+                                             A* dv, PnaParams<A> p, int64_t sq_offset,
+                                             int64_t max_offset, int64_t min_offset, int64_t count,
+                                             int64_t t, int64_t d, int64_t w) {
+  GRADUS_CUDA_LOOP(row, count) {
+    const int64_t bh = row / t, j = row % t;
+    const T* kj = k.row(bh, j);
+    const T* vj = v.row(bh, j);
+    A* gk = dk + row * d;
+    A* gv = dv + row * d;
+    for (int64_t c = 0; c < d; ++c) gk[c] = 0, gv[c] = 0;
+    for (int64_t i = j; i < t; ++i) {
+      const T* qi = q.row(bh, i);
+      const A* g = grad + (bh * t + i) * w;
+      const A l = p.softmax ? lse[bh * t + i] : A(0);
+      const A s = pna_score(qi, kj, d, p.scale), a = adjacency_of(p, s, l);
+      const A x = threshold_of(p, a);
+      const A ga = pna_grad_adjacency(g, vj, d, sq_offset, w) * threshold_slope(p, a);
+      const A ds = p.softmax ? a * (ga - row_dot[bh * t + i]) : (s > A(0) ? ga : A(0));
+      for (int64_t c = 0; c < d; ++c) {
+        gk[c] += p.scale * ds * to_acc(qi[c]);
+        A dvc = g[c];
+        if (sq_offset >= 0) dvc += A(2) * g[sq_offset + c] * to_acc(vj[c]);
+        gv[c] += x * dvc;
+      }
+    }
+    for (int64_t i = j; i < t; ++i) {
+      const int64_t r = bh * t + i;
+      for (int64_t c = 0; c < d; ++c) {
+        if (max_offset >= 0 && arg_max[r * d + c] == j) gv[c] += grad[r * w + max_offset + c];
+        if (min_offset >= 0 && arg_min[r * d + c] == j) gv[c] += grad[r * w + min_offset + c];
+      }
+    }
+  }
+}
+
+int64_t square_offset_of(const PnaShape& s) { return s.with_square ? s.square_offset() : -1; }
+
+template <class T>
+void pna_forward_reference(const PnaShape& s, AttentionOperand q, AttentionOperand k,
+                           AttentionOperand v, void* moments, int32_t* arg_max, int32_t* arg_min,
+                           void* lse) {
+  using A = acc_t<T>;
+  const int64_t count = s.batch * s.heads * s.t;
+  pna_forward_reference_kernel<T, A>
+      <<<grid_for(ceil_div(count, kThreads)), kThreads, 0, stream()>>>(
+          heads_of<T>(q, s.heads), heads_of<T>(k, s.heads), heads_of<T>(v, s.heads),
+          static_cast<A*>(moments), arg_max, arg_min, static_cast<A*>(lse), params_of<A>(s),
+          square_offset_of(s), max_offset_of(s), min_offset_of(s), count, s.t, s.head_dim,
+          s.width());
+  GRADUS_CUDA_CHECK_LAUNCH("pna_forward_reference");
+}
+
+template <class T>
+void pna_backward_reference(const PnaShape& s, AttentionOperand q_, AttentionOperand k_,
+                            AttentionOperand v_, const void* lse_, const int32_t* arg_max,
+                            const int32_t* arg_min, const void* grad_, AttentionOutput grad_q,
+                            AttentionOutput grad_k, AttentionOutput grad_v) {
+  using A = acc_t<T>;
+  const int64_t BH = s.batch * s.heads, t = s.t, D = s.head_dim, W = s.width(), count = BH * t;
+  const auto q = heads_of<T>(q_, s.heads), k = heads_of<T>(k_, s.heads),
+             v = heads_of<T>(v_, s.heads);
+  const A* lse = static_cast<const A*>(lse_);
+  const A* grad = static_cast<const A*>(grad_);
+  const PnaParams<A> p = params_of<A>(s);
+  Tensor row_dot_t = Tensor::empty({count}, acc_dtype<A>(), kGPU);
+  Tensor dq_t = Tensor::empty({s.batch, s.heads, t, D}, acc_dtype<A>(), kGPU);
+  Tensor dk_t = Tensor::empty({s.batch, s.heads, t, D}, acc_dtype<A>(), kGPU);
+  Tensor dv_t = Tensor::empty({s.batch, s.heads, t, D}, acc_dtype<A>(), kGPU);
+  A* row_dot = static_cast<A*>(row_dot_t.raw_data());
+  A* dq = static_cast<A*>(dq_t.raw_data());
+  A* dk = static_cast<A*>(dk_t.raw_data());
+  A* dv = static_cast<A*>(dv_t.raw_data());
+  const int grid = grid_for(ceil_div(count, kThreads));
+  pna_grad_q_reference_kernel<T, A><<<grid, kThreads, 0, stream()>>>(
+      q, k, v, lse, grad, dq, row_dot, p, square_offset_of(s), count, t, D, W);
+  GRADUS_CUDA_CHECK_LAUNCH("pna_grad_q_reference");
+  pna_grad_kv_reference_kernel<T, A><<<grid, kThreads, 0, stream()>>>(
+      q, k, v, lse, grad, row_dot, arg_max, arg_min, dk, dv, p, square_offset_of(s),
+      max_offset_of(s), min_offset_of(s), count, t, D, W);
+  GRADUS_CUDA_CHECK_LAUNCH("pna_grad_kv_reference");
+  copy_heads(contiguous_heads<const A>(dq, s.heads, t, D), heads_of<T>(grad_q, s.heads), BH, t, D);
+  copy_heads(contiguous_heads<const A>(dk, s.heads, t, D), heads_of<T>(grad_k, s.heads), BH, t, D);
+  copy_heads(contiguous_heads<const A>(dv, s.heads, t, D), heads_of<T>(grad_v, s.heads), BH, t, D);
+}
+
+// ---------------------------------------------------------------- entry points
+
+void check_pna_buffers(const PnaShape& s, const int32_t* arg_max, const int32_t* arg_min,
+                       const void* lse, const char* kernel) {
+  GRADUS_CHECK(!s.with_max || arg_max != nullptr, kernel, "with_max needs arg_max, found null");
+  GRADUS_CHECK(!s.with_min || arg_min != nullptr, kernel, "with_min needs arg_min, found null");
+  GRADUS_CHECK(s.adjacency != PnaAdjacency::softmax || lse != nullptr, kernel,
+               "the softmax adjacency needs lse, found null");
+}
+
+template <class T>
+void pna_forward(const PnaShape& s, AttentionOperand q, AttentionOperand k, AttentionOperand v,
+                 void* moments, int32_t* arg_max, int32_t* arg_min, void* lse) {
+  kernels::check_pna_shape(s, kernels::kPnaForward);
+  if (s.batch * s.heads * s.t == 0) return;  // nothing to read or write: buffers may be null
+  check_pna_buffers(s, arg_max, arg_min, lse, kernels::kPnaForward);
+  if (kernels::pna_kernel_choice() == kernels::PnaKernelChoice::blocked)
+    return pna_forward_blocked<T>(s, q, k, v, moments, arg_max, arg_min, lse);
+  pna_forward_reference<T>(s, q, k, v, moments, arg_max, arg_min, lse);
+}
+
+template <class T>
+void pna_backward(const PnaShape& s, AttentionOperand q, AttentionOperand k, AttentionOperand v,
+                  const void* lse, const int32_t* arg_max, const int32_t* arg_min, const void* grad,
+                  AttentionOutput grad_q, AttentionOutput grad_k, AttentionOutput grad_v) {
+  kernels::check_pna_shape(s, kernels::kPnaBackward);
+  if (s.batch * s.heads * s.t == 0) return;  // nothing to read or write: buffers may be null
+  check_pna_buffers(s, arg_max, arg_min, lse, kernels::kPnaBackward);
+  if (kernels::pna_kernel_choice() == kernels::PnaKernelChoice::blocked)
+    return pna_backward_blocked<T>(s, q, k, v, lse, arg_max, arg_min, grad, grad_q, grad_k, grad_v);
+  pna_backward_reference<T>(s, q, k, v, lse, arg_max, arg_min, grad, grad_q, grad_k, grad_v);
+}
+
+}  // namespace
+
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kPnaForward, pna_forward);
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kPnaBackward, pna_backward);
+
+}  // namespace gradus::cuda

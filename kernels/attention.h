@@ -33,6 +33,16 @@ struct AttentionOutput {
   int64_t stride_b = 0, stride_h = 0, stride_t = 0;
 };
 
+// Row 0 of head (b, h) of an operand or an output, typed.
+template <class T>
+const T* head_data(const AttentionOperand& x, int64_t b, int64_t h) {
+  return static_cast<const T*>(x.data) + b * x.stride_b + h * x.stride_h;
+}
+template <class T>
+T* head_data(const AttentionOutput& x, int64_t b, int64_t h) {
+  return static_cast<T*>(x.data) + b * x.stride_b + h * x.stride_h;
+}
+
 struct AttentionShape {
   int64_t batch = 0, heads = 0, t_q = 0, t_k = 0, head_dim = 0;
   double scale = 1.0;  // applied to q k^T before the mask and the softmax

@@ -6,36 +6,16 @@
 
 #include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
+#include "autodiff/ops/heads_layout.h"
 #include "kernels/attention.h"
 
 namespace gradus {
 
 namespace {
 
-kernels::AttentionOperand operand(const Tensor& x) {
-  return {x.raw_data(), x.stride(0), x.stride(1), x.stride(2)};
-}
-kernels::AttentionOutput output(Tensor& x) {
-  return {x.raw_data(), x.stride(0), x.stride(1), x.stride(2)};
-}
-// A (B, H, T, D) operand as the kernels read it: channels with stride 1 and rows at least D apart
-// (BLAS's leading dimension); anything else (a strided slice, keys broadcast along T) is copied.
-Tensor unit_last_stride(const Tensor& x) {
-  const bool channels_ok = x.size(-1) == 1 || x.stride(-1) == 1;
-  const bool rows_ok = x.size(2) <= 1 || x.stride(2) >= x.size(3);
-  return channels_ok && rows_ok ? x : raw_contiguous(x);
-}
-
 // The softmax statistics (lse, delta) are f64 for f64 and f32 otherwise: a bf16 log-sum-exp would
 // lose the probabilities' precision in the backward.
 DType stats_dtype(DType dtype) { return dtype == DType::f64 ? DType::f64 : DType::f32; }
-
-// A fresh (B, H, T, D) tensor laid out as (B, T, H, D): the heads merge back into (B, T, H * D)
-// with a reshape and no copy.
-Tensor empty_heads(const Tensor& like, int64_t T) {
-  const int64_t B = like.size(0), H = like.size(1), D = like.size(3);
-  return raw_transpose(Tensor::empty({B, T, H, D}, like.dtype(), like.device()), 1, 2);
-}
 
 kernels::AttentionShape shape_of(const Tensor& q, const Tensor& k, double scale, bool causal) {
   return {.batch = q.size(0),
@@ -54,16 +34,17 @@ void attention_backward_rule(const Record& r, const std::vector<Tensor>& go,
   const Tensor &q = r.saved[0], &k = r.saved[1], &v = r.saved[2], &out = r.saved[3],
                &lse = r.saved[4];
   const kernels::AttentionShape s = shape_of(q, k, r.attrs.floats[0], r.attrs.ints[0] != 0);
-  Tensor grad_out = unit_last_stride(go[0]);
+  Tensor grad_out = detail::kernel_ready_heads(go[0]);
   Tensor delta = Tensor::empty(lse.shape(), lse.dtype(), lse.device());
   // grad_q and grad_k are contiguous (B, H, T, D) (q and k usually come from rope, whose backward
   // reads that fastest); grad_v is laid out as v's projection split into heads, (B, T, H, D).
   Tensor grad_q = detail::empty_like(q.shape(), q), grad_k = detail::empty_like(k.shape(), k);
-  Tensor grad_v = empty_heads(v, v.size(2));
+  Tensor grad_v = detail::empty_heads(v, v.size(2));
   static const kernels::KernelRef<kernels::AttentionBackwardFn> kernel(kernels::kAttentionBackward);
-  kernel(q.device(), q.dtype())(s, operand(q), operand(k), operand(v), operand(out),
-                                operand(grad_out), lse.raw_data(), delta.raw_data(), output(grad_q),
-                                output(grad_k), output(grad_v));
+  kernel(q.device(), q.dtype())(
+      s, detail::heads_operand(q), detail::heads_operand(k), detail::heads_operand(v),
+      detail::heads_operand(out), detail::heads_operand(grad_out), lse.raw_data(), delta.raw_data(),
+      detail::heads_output(grad_q), detail::heads_output(grad_k), detail::heads_output(grad_v));
   gi[0] = grad_q;
   gi[1] = grad_k;
   gi[2] = grad_v;
@@ -98,12 +79,15 @@ Tensor scaled_dot_product_attention_impl(const Tensor& q_in, const Tensor& k_in,
                q_in.describe(), k_in.describe());
   const double scale = scale_in ? *scale_in : 1.0 / std::sqrt(static_cast<double>(q_in.size(3)));
   GRADUS_CHECK(std::isfinite(scale), name, "scale must be finite, found {}", scale);
-  const Tensor q = unit_last_stride(q_in), k = unit_last_stride(k_in), v = unit_last_stride(v_in);
+  const Tensor q = detail::kernel_ready_heads(q_in), k = detail::kernel_ready_heads(k_in),
+               v = detail::kernel_ready_heads(v_in);
   const kernels::AttentionShape s = shape_of(q, k, scale, causal);
-  Tensor out = empty_heads(q, q.size(2));
+  Tensor out = detail::empty_heads(q, q.size(2));
   Tensor lse = Tensor::empty({q.size(0), q.size(1), q.size(2)}, stats_dtype(q.dtype()), q.device());
   static const kernels::KernelRef<kernels::AttentionForwardFn> kernel(kernels::kAttentionForward);
-  kernel(q.device(), q.dtype())(s, operand(q), operand(k), operand(v), output(out), lse.raw_data());
+  kernel(q.device(), q.dtype())(s, detail::heads_operand(q), detail::heads_operand(k),
+                                detail::heads_operand(v), detail::heads_output(out),
+                                lse.raw_data());
   finish_op(kAttention, {q_in, k_in, v_in}, {out}, {q, k, v, out, lse},
             Attrs{.ints = {causal ? 1 : 0}, .floats = {scale}});
   return out;

@@ -7,25 +7,12 @@
 
 #include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
+#include "autodiff/ops/heads_layout.h"
 #include "autodiff/ops/shape.h"
 
 namespace gradus {
 
 namespace {
-
-kernels::AttentionOperand operand(const Tensor& x) {
-  return {x.raw_data(), x.stride(0), x.stride(1), x.stride(2)};
-}
-kernels::AttentionOutput output(Tensor& x) {
-  return {x.raw_data(), x.stride(0), x.stride(1), x.stride(2)};
-}
-// A (B, H, T, D) operand as the kernels read it: channels with stride 1 and rows at least D apart
-// (BLAS's leading dimension); anything else (a strided slice, keys broadcast along T) is copied.
-Tensor unit_last_stride(const Tensor& x) {
-  const bool channels_ok = x.size(-1) == 1 || x.stride(-1) == 1;
-  const bool rows_ok = x.size(2) <= 1 || x.stride(2) >= x.size(3);
-  return channels_ok && rows_ok ? x : raw_contiguous(x);
-}
 
 // The moments and lse are f64 for f64 and f32 otherwise (kernels/pna.h).
 DType moments_dtype(DType dtype) { return dtype == DType::f64 ? DType::f64 : DType::f32; }
@@ -72,12 +59,6 @@ kernels::PnaShape shape_of(const Tensor& q, const PnaMomentsOptions& o) {
           .with_min = o.with_min};
 }
 
-// A fresh (B, H, T, D) tensor laid out as (B, T, H, D), as v's projection split into heads.
-Tensor empty_heads(const Tensor& like) {
-  const int64_t B = like.size(0), H = like.size(1), T = like.size(2), D = like.size(3);
-  return raw_transpose(Tensor::empty({B, T, H, D}, like.dtype(), like.device()), 1, 2);
-}
-
 // saved: [q, k, v (unit last stride), lse, arg_max, arg_min] (the last three undefined when not
 // produced).
 void pna_backward_rule(const Record& r, const std::vector<Tensor>& go, std::vector<Tensor>& gi) {
@@ -86,12 +67,13 @@ void pna_backward_rule(const Record& r, const std::vector<Tensor>& go, std::vect
   Tensor grad = raw_contiguous(go[0]);
   // grad_q and grad_k contiguous (rope's backward reads that fastest); grad_v in the heads layout.
   Tensor grad_q = detail::empty_like(q.shape(), q), grad_k = detail::empty_like(k.shape(), k);
-  Tensor grad_v = empty_heads(v);
+  Tensor grad_v = detail::empty_heads(v, v.size(2));
   static const kernels::KernelRef<kernels::PnaBackwardFn> kernel(kernels::kPnaBackward);
-  kernel(q.device(), q.dtype())(s, operand(q), operand(k), operand(v),
-                                lse.defined() ? lse.raw_data() : nullptr, arg_data(r.saved[4]),
-                                arg_data(r.saved[5]), grad.raw_data(), output(grad_q),
-                                output(grad_k), output(grad_v));
+  kernel(q.device(), q.dtype())(s, detail::heads_operand(q), detail::heads_operand(k),
+                                detail::heads_operand(v), lse.defined() ? lse.raw_data() : nullptr,
+                                arg_data(r.saved[4]), arg_data(r.saved[5]), grad.raw_data(),
+                                detail::heads_output(grad_q), detail::heads_output(grad_k),
+                                detail::heads_output(grad_v));
   gi[0] = grad_q;
   gi[1] = grad_k;
   gi[2] = grad_v;
@@ -117,7 +99,8 @@ Tensor pna_moments_impl(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
       std::isfinite(o.scale) && std::isfinite(o.tau) && std::isfinite(o.beta) && o.beta > 0, name,
       "scale, tau and beta must be finite with beta > 0, found {}, {} and {}", o.scale, o.tau,
       o.beta);
-  const Tensor q = unit_last_stride(q_in), k = unit_last_stride(k_in), v = unit_last_stride(v_in);
+  const Tensor q = detail::kernel_ready_heads(q_in), k = detail::kernel_ready_heads(k_in),
+               v = detail::kernel_ready_heads(v_in);
   const kernels::PnaShape s = shape_of(q, o);
   const int64_t B = s.batch, H = s.heads, T = s.t;
   const DType stats = moments_dtype(q.dtype());
@@ -129,9 +112,9 @@ Tensor pna_moments_impl(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
   Tensor arg_max = o.with_max ? arg_buffer(count, q.device()) : Tensor();
   Tensor arg_min = o.with_min ? arg_buffer(count, q.device()) : Tensor();
   static const kernels::KernelRef<kernels::PnaForwardFn> kernel(kernels::kPnaForward);
-  kernel(q.device(), q.dtype())(s, operand(q), operand(k), operand(v), moments.raw_data(),
-                                arg_data(arg_max), arg_data(arg_min),
-                                lse.defined() ? lse.raw_data() : nullptr);
+  kernel(q.device(), q.dtype())(s, detail::heads_operand(q), detail::heads_operand(k),
+                                detail::heads_operand(v), moments.raw_data(), arg_data(arg_max),
+                                arg_data(arg_min), lse.defined() ? lse.raw_data() : nullptr);
   finish_op(kPnaMoments, {q_in, k_in, v_in}, {moments}, {q, k, v, lse, arg_max, arg_min},
             attrs_of(o));
   return moments;

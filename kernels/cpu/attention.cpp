@@ -32,16 +32,6 @@ namespace {
 // thousand, and a 64-row gemm is large enough for BLAS to run near its peak.
 constexpr int64_t kBlockRows = 64;
 
-// Addresses of row 0 of head (b, h) of an operand.
-template <class T>
-const T* head(const AttentionOperand& x, int64_t b, int64_t h) {
-  return static_cast<const T*>(x.data) + b * x.stride_b + h * x.stride_h;
-}
-template <class T>
-T* head(const AttentionOutput& x, int64_t b, int64_t h) {
-  return static_cast<T*>(x.data) + b * x.stride_b + h * x.stride_h;
-}
-
 // The keys query row i (0-based within the head) may see: [0, visible_keys(i)).
 int64_t visible_keys(const AttentionShape& s, int64_t i) {
   return s.causal ? std::min(s.t_k, i + (s.t_k - s.t_q) + 1) : s.t_k;
@@ -97,14 +87,14 @@ void attention_forward(const AttentionShape& s, AttentionOperand q, AttentionOpe
       const int64_t b = bh / s.heads, h = bh % s.heads;
       const int64_t r0 = blk * kBlockRows, r1 = std::min(s.t_q, r0 + kBlockRows);
       const int64_t rows = r1 - r0, nk = visible_keys(s, r1 - 1);
-      const T* qh = head<T>(q, b, h) + r0 * q.stride_t;
+      const T* qh = head_data<T>(q, b, h) + r0 * q.stride_t;
       // p = scale * q_block k^T: (rows, nk)
-      blas_gemm(false, true, rows, nk, D, static_cast<T>(s.scale), qh, q.stride_t, head<T>(k, b, h),
-                k.stride_t, T(0), p.data(), nk);
+      blas_gemm(false, true, rows, nk, D, static_cast<T>(s.scale), qh, q.stride_t,
+                head_data<T>(k, b, h), k.stride_t, T(0), p.data(), nk);
       softmax_block(s, r0, r1, nk, p.data(), lse_all + bh * s.t_q);
       // out_block = p v: (rows, D)
-      blas_gemm(false, false, rows, D, nk, T(1), p.data(), nk, head<T>(v, b, h), v.stride_t, T(0),
-                head<T>(out, b, h) + r0 * out.stride_t, out.stride_t);
+      blas_gemm(false, false, rows, D, nk, T(1), p.data(), nk, head_data<T>(v, b, h), v.stride_t,
+                T(0), head_data<T>(out, b, h) + r0 * out.stride_t, out.stride_t);
     }
   }
 }
@@ -133,9 +123,10 @@ void attention_backward(const AttentionShape& s, AttentionOperand q, AttentionOp
       const int64_t b = bh / s.heads, h = bh % s.heads;
       const T* lse = lse_all + bh * s.t_q;
       T* delta = delta_all + bh * s.t_q;
-      const T *qh = head<T>(q, b, h), *kh = head<T>(k, b, h), *vh = head<T>(v, b, h);
-      const T *oh = head<T>(out, b, h), *goh = head<T>(grad_out, b, h);
-      T *gq = head<T>(grad_q, b, h), *gk = head<T>(grad_k, b, h), *gv = head<T>(grad_v, b, h);
+      const T *qh = head_data<T>(q, b, h), *kh = head_data<T>(k, b, h), *vh = head_data<T>(v, b, h);
+      const T *oh = head_data<T>(out, b, h), *goh = head_data<T>(grad_out, b, h);
+      T *gq = head_data<T>(grad_q, b, h), *gk = head_data<T>(grad_k, b, h),
+        *gv = head_data<T>(grad_v, b, h);
       // Keys no query sees (none with Tk >= Tq causal, but a zero-row head) keep zero gradients.
       for (int64_t j = 0; j < s.t_k; ++j) {
         std::fill(gk + j * grad_k.stride_t, gk + j * grad_k.stride_t + D, T(0));

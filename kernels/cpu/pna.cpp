@@ -44,15 +44,6 @@ constexpr int64_t kBlockRows = 64;
 constexpr double kSoftplusLinear = 20.0;
 
 template <class T>
-const T* head(const AttentionOperand& x, int64_t b, int64_t h) {
-  return static_cast<const T*>(x.data) + b * x.stride_b + h * x.stride_h;
-}
-template <class T>
-T* head(const AttentionOutput& x, int64_t b, int64_t h) {
-  return static_cast<T*>(x.data) + b * x.stride_b + h * x.stride_h;
-}
-
-template <class T>
 T sigmoid_of(T x) {
   return T(1) / (T(1) + vexp(-x));
 }
@@ -315,12 +306,13 @@ void pna_forward(const PnaShape& s, AttentionOperand q, AttentionOperand k, Atte
       const int64_t b = bh / s.heads, h = bh % s.heads;
       const int64_t r0 = blk * kBlockRows, r1 = std::min(len, r0 + kBlockRows);
       const int64_t rows = r1 - r0, nk = r1;  // the last row sees keys [0, r1)
-      const T* kh = head<T>(k, b, h);
-      const T* vh = head<T>(v, b, h);
+      const T* kh = head_data<T>(k, b, h);
+      const T* vh = head_data<T>(v, b, h);
       T* out = moments + (bh * len + r0) * W;  // (rows, W)
       // p = scale * q_block k^T: (rows, nk), then a' in place
       blas_gemm(false, true, rows, nk, D, static_cast<T>(s.scale),
-                head<T>(q, b, h) + r0 * q.stride_t, q.stride_t, kh, k.stride_t, T(0), p.data(), nk);
+                head_data<T>(q, b, h) + r0 * q.stride_t, q.stride_t, kh, k.stride_t, T(0), p.data(),
+                nk);
       adjacency_block(s, r0, r1, nk, p.data(), lse_all == nullptr ? nullptr : lse_all + bh * len);
       // sum = a' v: (rows, D)
       blas_gemm(false, false, rows, D, nk, T(1), p.data(), nk, vh, v.stride_t, T(0), out, W);
@@ -380,8 +372,9 @@ void pna_backward(const PnaShape& s, AttentionOperand q, AttentionOperand k, Att
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < heads; ++bh) {
       const int64_t b = bh / s.heads, h = bh % s.heads;
-      const T *qh = head<T>(q, b, h), *kh = head<T>(k, b, h), *vh = head<T>(v, b, h);
-      T *gq = head<T>(grad_q, b, h), *gk = head<T>(grad_k, b, h), *gv = head<T>(grad_v, b, h);
+      const T *qh = head_data<T>(q, b, h), *kh = head_data<T>(k, b, h), *vh = head_data<T>(v, b, h);
+      T *gq = head_data<T>(grad_q, b, h), *gk = head_data<T>(grad_k, b, h),
+        *gv = head_data<T>(grad_v, b, h);
       const T* lse = lse_all == nullptr ? nullptr : lse_all + bh * len;
       const T* gh = grad_all + bh * len * W;  // (T, W)
       for (int64_t j = 0; j < len; ++j) {

@@ -14,11 +14,13 @@
 #include "autodiff/ops/reduce.h"
 #include "autodiff/ops/softmax.h"
 #include "autodiff/ops/view.h"
+#include "support/compare.h"
 #include "support/gradcheck_util.h"
 
 namespace gradus {
 namespace {
 
+using testing::max_abs_difference;
 using testing::noncontiguous_leaf;
 using testing::randn_leaf;
 
@@ -37,18 +39,6 @@ Tensor composite_attention(const Tensor& q, const Tensor& k, const Tensor& v, bo
   Tensor scores = matmul(q * scale, transpose(k, -2, -1));  // (B, H, Tq, Tk)
   if (causal) scores = scores + additive_causal_mask(q.size(2), k.size(2), q.dtype());
   return matmul(softmax(scores, -1), v);
-}
-
-double max_abs_difference(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = raw_to_dtype(raw_contiguous(a), DType::f64).to_vector();
-  const std::vector<double> y = raw_to_dtype(raw_contiguous(b), DType::f64).to_vector();
-  EXPECT_EQ(x.size(), y.size());
-  double worst = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-    if (std::isnan(x[i]) || std::isnan(y[i])) return std::numeric_limits<double>::infinity();
-    worst = std::max(worst, std::abs(x[i] - y[i]));
-  }
-  return worst;
 }
 
 struct Case {

@@ -15,6 +15,7 @@
 #include "autodiff/ops/reduce.h"
 #include "autodiff/ops/view.h"
 #include "core/allocator.h"
+#include "support/compare.h"
 #include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
@@ -22,6 +23,7 @@ namespace gradus {
 namespace {
 
 using testing::expect_error;
+using testing::max_abs_difference;
 using testing::noncontiguous_leaf;
 using testing::randn_leaf;
 
@@ -34,18 +36,6 @@ Tensor random_targets(const Shape& shape, int64_t vocab, uint64_t seed, int64_t 
                ? -100.0
                : std::floor(u[i] * static_cast<double>(vocab));
   return Tensor::from_vector(u, shape, DType::i64);
-}
-
-double max_abs_difference(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = raw_to_dtype(raw_contiguous(a), DType::f64).to_vector();
-  const std::vector<double> y = raw_to_dtype(raw_contiguous(b), DType::f64).to_vector();
-  EXPECT_EQ(x.size(), y.size());
-  double worst = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-    if (std::isnan(x[i]) != std::isnan(y[i])) return std::numeric_limits<double>::infinity();
-    if (!std::isnan(x[i])) worst = std::max(worst, std::abs(x[i] - y[i]));
-  }
-  return worst;
 }
 
 // Loss and the gradients of x and W for loss * 2.5 equal the composite's within `tolerance`.
@@ -66,7 +56,8 @@ void expect_matches_composite(DType dtype, const std::string& reduction, int64_t
   backward(reference * 2.5);
   EXPECT_EQ(fused.shape(), Shape{});
   EXPECT_EQ(fused.dtype(), dtype);
-  EXPECT_LE(max_abs_difference(fused, reference), tolerance * (1 + std::abs(reference.item())));
+  EXPECT_LE(max_abs_difference(fused, reference, /*nan_equal=*/true),
+            tolerance * (1 + std::abs(reference.item())));
   EXPECT_LE(max_abs_difference(gx, x.grad()), tolerance) << "grad x";
   EXPECT_LE(max_abs_difference(gw, w.grad()), tolerance) << "grad W";
 }

@@ -18,6 +18,7 @@
 #include "autodiff/ops/softmax.h"
 #include "autodiff/ops/view.h"
 #include "models/graph/adjacency.h"
+#include "support/compare.h"
 #include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
@@ -27,6 +28,7 @@ namespace {
 using kernels::PnaAdjacency;
 using kernels::PnaThreshold;
 using testing::expect_error;
+using testing::max_abs_difference;
 using testing::noncontiguous_leaf;
 using testing::randn_leaf;
 
@@ -47,18 +49,6 @@ Tensor composite_moments(const Tensor& q, const Tensor& k, const Tensor& v,
   if (o.with_min) blocks.push_back(neighbour_min(a, v));
   blocks.push_back(sum(a, {-1}, true));
   return concat(blocks, -1);
-}
-
-double max_abs_difference(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = raw_to_dtype(raw_contiguous(a), DType::f64).to_vector();
-  const std::vector<double> y = raw_to_dtype(raw_contiguous(b), DType::f64).to_vector();
-  EXPECT_EQ(x.size(), y.size());
-  double worst = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-    if (std::isnan(x[i]) || std::isnan(y[i])) return std::numeric_limits<double>::infinity();
-    worst = std::max(worst, std::abs(x[i] - y[i]));
-  }
-  return worst;
 }
 
 const char* threshold_name(PnaThreshold t) {

@@ -10,6 +10,7 @@
 #include "autodiff/ops/reduce.h"
 #include "autodiff/ops/view.h"
 #include "core/allocator.h"
+#include "support/compare.h"
 #include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
@@ -17,18 +18,9 @@ namespace gradus {
 namespace {
 
 using testing::expect_error;
+using testing::max_abs_difference;
 using testing::noncontiguous_leaf;
 using testing::randn_leaf;
-
-double max_abs_difference(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = raw_to_dtype(raw_contiguous(a), DType::f64).to_vector();
-  const std::vector<double> y = raw_to_dtype(raw_contiguous(b), DType::f64).to_vector();
-  EXPECT_EQ(x.size(), y.size());
-  double worst = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i)
-    worst = std::max(worst, std::abs(x[i] - y[i]));
-  return worst;
-}
 
 void expect_matches_composite(DType dtype, double tolerance) {
   SCOPED_TRACE(dtype_name(dtype));

@@ -10,8 +10,10 @@
 #include "autodiff/ops/matmul.h"
 #include "autodiff/ops/rope.h"
 #include "autodiff/ops/softmax.h"
+#include "autodiff/ops/swiglu.h"
 #include "autodiff/ops/view.h"
 #include "core/error.h"
+#include "models/nn/feed_forward.h"
 
 namespace gradus::graph {
 
@@ -131,7 +133,9 @@ Tensor AdaptedLM::forward(const Tensor& ids, const Tensor& lengths) {
       h = h + gin_[static_cast<size_t>(l)]->forward(h, adj);
     }
     Tensor y = block.post_attention_layernorm()->forward(h);
-    Tensor mlp = linear(l, "down_proj", silu(linear(l, "gate_proj", y)) * linear(l, "up_proj", y));
+    Tensor gate = linear(l, "gate_proj", y), up = linear(l, "up_proj", y);  // as SwiGLU::forward
+    Tensor mlp =
+        linear(l, "down_proj", fused_swiglu_enabled() ? swiglu(gate, up) : silu(gate) * up);
     h = h + mlp;
   }
   h = base_->model()->norm()->forward(h);

@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/softmax_row.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/registry.h"
 
@@ -54,17 +55,8 @@ void softmax_block(const AttentionShape& s, int64_t r0, int64_t r1, int64_t nk, 
   for (int64_t i = r0; i < r1; ++i) {
     T* row = p + (i - r0) * nk;
     const int64_t n = visible_keys(s, i);  // <= nk; the rest of the row is masked
-    T m = row[0];
-    for (int64_t j = 1; j < n; ++j) m = std::max(m, row[j]);
-    T sum = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      row[j] = vexp(row[j] - m);
-      sum += row[j];
-    }
-    const T inv = T(1) / sum;
-    for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+    lse[i] = softmax_row_in_place(row, n);
     std::fill(row + n, row + nk, T(0));
-    lse[i] = m + std::log(sum);
   }
 }
 

@@ -30,6 +30,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/softmax_row.h"
 #include "kernels/cpu/vec_log1p.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/registry.h"
@@ -132,16 +133,7 @@ void adjacency_block(const PnaShape& s, int64_t r0, int64_t r1, int64_t nk, T* p
     T* row = p + (i - r0) * nk;
     const int64_t n = i + 1;  // visible keys
     if (s.adjacency == PnaAdjacency::softmax) {
-      T m = row[0];
-      for (int64_t j = 1; j < n; ++j) m = std::max(m, row[j]);
-      T sum = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        row[j] = vexp(row[j] - m);
-        sum += row[j];
-      }
-      const T inv = T(1) / sum;
-      for (int64_t j = 0; j < n; ++j) row[j] *= inv;
-      lse[i] = m + std::log(sum);
+      lse[i] = softmax_row_in_place(row, n);
     } else {
       for (int64_t j = 0; j < n; ++j) row[j] = row[j] > T(0) ? row[j] : T(0);
     }

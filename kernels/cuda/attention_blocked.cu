@@ -74,26 +74,14 @@ void copy_heads(const TI* x, int64_t xb, int64_t xh, int64_t xt, TO* y, int64_t 
   GRADUS_CUDA_CHECK_LAUNCH("attention_copy_heads");
 }
 
-// An operand as cuBLAS reads it: BH matrices (t, d), leading dimension ld, batch stride `stride`.
-template <class T>
-struct Planes {
-  const T* data = nullptr;
-  int64_t ld = 0, stride = 0;
-  Tensor copy;  // keeps a gathered copy alive
-};
-
 // The operand itself when its (b, h) planes are evenly spaced, else a contiguous copy.
 template <class T>
 Planes<T> planes_of(const AttentionOperand& x, const AttentionShape& s, int64_t t) {
   const int64_t d = s.head_dim;
   const T* data = static_cast<const T*>(x.data);
-  const bool rows_ok = t == 1 || x.stride_t >= d;
-  const int64_t ld = t == 1 ? d : x.stride_t;  // one row: its stride is never stepped
-  if (rows_ok && s.heads == 1 && x.stride_b >= 0) return {data, ld, x.stride_b, {}};
-  if (rows_ok && s.batch == 1 && x.stride_h >= 0) return {data, ld, x.stride_h, {}};
-  if (rows_ok && x.stride_h >= 0 && x.stride_b == s.heads * x.stride_h && x.stride_h >= t * ld)
-    return {data, ld, x.stride_h, {}};
-  Planes<T> p;
+  Planes<T> p = evenly_spaced_planes(data, x.stride_b, x.stride_h, x.stride_t, s.batch, s.heads,
+                                     t, d);
+  if (p.data != nullptr) return p;
   p.copy = Tensor::empty({s.batch, s.heads, t, d}, element_dtype<T>(), kGPU);
   T* dst = static_cast<T*>(p.copy.raw_data());
   copy_heads(data, x.stride_b, x.stride_h, x.stride_t, dst, s.heads * t * d, t * d, d, s.batch,

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "core/tensor.h"
 #include "kernels/cuda/common.cuh"
 
 namespace gradus::cuda {
@@ -28,6 +29,29 @@ constexpr cudaDataType cuda_type() {
     return CUDA_R_64F;
   else
     return CUDA_R_32F;
+}
+
+// An operand as cuBLAS reads it: B H matrices (t, d), leading dimension ld, batch stride `stride`.
+template <class T>
+struct Planes {
+  const T* data = nullptr;
+  int64_t ld = 0, stride = 0;
+  Tensor copy;  // keeps a gathered copy alive
+};
+
+// A (B, H, t, d) operand with strides (stride_b, stride_h, stride_t) and d contiguous, as evenly
+// spaced planes that one strided-batched product can step: B or H of 1, or heads laid out back to
+// back. data is null when its (b, h) planes are not evenly spaced (the caller gathers a copy).
+template <class T>
+Planes<T> evenly_spaced_planes(const T* data, int64_t stride_b, int64_t stride_h, int64_t stride_t,
+                               int64_t batch, int64_t heads, int64_t t, int64_t d) {
+  const bool rows_ok = t == 1 || stride_t >= d;
+  const int64_t ld = t == 1 ? d : stride_t;  // one row: its stride is never stepped
+  if (rows_ok && heads == 1 && stride_b >= 0) return {data, ld, stride_b, {}};
+  if (rows_ok && batch == 1 && stride_h >= 0) return {data, ld, stride_h, {}};
+  if (rows_ok && stride_h >= 0 && stride_b == heads * stride_h && stride_h >= t * ld)
+    return {data, ld, stride_h, {}};
+  return {};
 }
 
 // Who calls batched_gemm, for its error: the kernel's name and the kernel choice to fall back on.

@@ -54,7 +54,8 @@ const OpDef& kCrossEntropy = register_op(
     {.name = "cross_entropy",
      .family = "cross_entropy",
      .backward = cross_entropy_backward_rule,
-     .forward_kernels = {kernels::kCrossEntropyForward, kernels::kReduce, kernels::kUnary},
+     .forward_kernels = {kernels::kCrossEntropyCheckTargets, kernels::kCrossEntropyForward,
+                         kernels::kReduce, kernels::kUnary},
      .backward_kernels = {kernels::kCrossEntropyBackward},
      .gradcheck = "Gradcheck.cross_entropy"});
 
@@ -85,16 +86,20 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets, int64_t ign
   Tensor loss = detail::empty_like(lead, logits);
   Tensor lse = detail::empty_like({rows}, logits);
   int64_t count = 0;
+  static const kernels::KernelRef<kernels::CrossEntropyCheckTargetsFn> check(
+      kernels::kCrossEntropyCheckTargets);
   static const kernels::KernelRef<kernels::CrossEntropyForwardFn> kernel(
       kernels::kCrossEntropyForward);
-  const int64_t bad = kernel(logits.device(), logits.dtype())(
-      xc.raw_data(), static_cast<const int64_t*>(tc.raw_data()), loss.raw_data(), lse.raw_data(),
-      rows, vocab, ignore_index, &count);
+  const int64_t bad = check(logits.device(), logits.dtype())(
+      static_cast<const int64_t*>(tc.raw_data()), rows, vocab, ignore_index, &count);
   GRADUS_CHECK(bad < 0, op,
                "target {} at position {} of targets {} is out of range for V = {} classes "
                "(logits {}); targets must be in [0, {}) or equal ignore_index ({})",
                detail::read_i64(tc, bad), shape_str(detail::unravel_index(bad, lead)),
                targets.describe(), vocab, logits.describe(), vocab, ignore_index);
+  kernel(logits.device(), logits.dtype())(xc.raw_data(), static_cast<const int64_t*>(tc.raw_data()),
+                                          loss.raw_data(), lse.raw_data(), rows, vocab,
+                                          ignore_index);
 
   Tensor out = loss;
   if (red != kNone) {

@@ -66,8 +66,9 @@ const OpDef& kLinearCrossEntropy =
     register_op({.name = "linear_cross_entropy",
                  .family = "cross_entropy",
                  .backward = linear_cross_entropy_backward_rule,
-                 .forward_kernels = {kernels::kGemm, kernels::kCrossEntropyForward,
-                                     kernels::kCrossEntropyBackward, kernels::kReduce},
+                 .forward_kernels = {kernels::kGemm, kernels::kCrossEntropyCheckTargets,
+                                     kernels::kCrossEntropyForward, kernels::kCrossEntropyBackward,
+                                     kernels::kReduce},
                  .backward_kernels = {kernels::kBinary, kernels::kUnary},
                  .gradcheck = "Gradcheck.linear_cross_entropy"});
 
@@ -119,6 +120,17 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
   }
   Tensor one = detail::scalar_like(1.0, Tensor::empty({}, loss_dtype, x.device()));
 
+  // Every target checked at once: the op's only wait for the device (none per chunk).
+  static const kernels::KernelRef<kernels::CrossEntropyCheckTargetsFn> check(
+      kernels::kCrossEntropyCheckTargets);
+  int64_t count = 0;
+  const int64_t bad = check(x.device(), loss_dtype)(static_cast<const int64_t*>(tc.raw_data()),
+                                                    rows, vocab, ignore_index, &count);
+  GRADUS_CHECK(bad < 0, op,
+               "target {} at position {} of targets {} is out of range for V = {} classes "
+               "(weight {}); targets must be in [0, {}) or equal ignore_index ({})",
+               detail::read_i64(tc, bad), shape_str(detail::unravel_index(bad, lead)),
+               targets.describe(), vocab, w.describe(), vocab, ignore_index);
   static const kernels::KernelRef<kernels::CrossEntropyForwardFn> ce_forward(
       kernels::kCrossEntropyForward);
   static const kernels::KernelRef<kernels::CrossEntropyBackwardFn> ce_backward(
@@ -127,7 +139,6 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
   const int64_t chunk =
       std::min(std::max<int64_t>(rows, 1),
                chunk_rows > 0 ? chunk_rows : std::max<int64_t>(1, kChunkLogits / vocab));
-  int64_t count = 0;
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t n = std::min(chunk, rows - r0);
     const Tensor x_rows = raw_slice(xc, 0, r0, r0 + n), t_rows = raw_slice(tc, 0, r0, r0 + n);
@@ -145,17 +156,9 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
                   .ldc = vocab});
     if (loss_dtype != compute) logits = raw_to_dtype(logits, loss_dtype);
     Tensor lse = Tensor::empty({n}, loss_dtype, x.device());
-    int64_t valid = 0;
-    const int64_t bad = ce_forward(x.device(), loss_dtype)(
+    ce_forward(x.device(), loss_dtype)(
         logits.raw_data(), static_cast<const int64_t*>(t_rows.raw_data()),
-        raw_slice(losses, 0, r0, r0 + n).raw_data(), lse.raw_data(), n, vocab, ignore_index,
-        &valid);
-    GRADUS_CHECK(bad < 0, op,
-                 "target {} at position {} of targets {} is out of range for V = {} classes "
-                 "(weight {}); targets must be in [0, {}) or equal ignore_index ({})",
-                 detail::read_i64(tc, r0 + bad), shape_str(detail::unravel_index(r0 + bad, lead)),
-                 targets.describe(), vocab, w.describe(), vocab, ignore_index);
-    count += valid;
+        raw_slice(losses, 0, r0, r0 + n).raw_data(), lse.raw_data(), n, vocab, ignore_index);
     if (!need_dx && !need_dw) continue;
     // dL/dlogits per unit of upstream gradient: softmax - onehot (zero rows where ignored), (n, V)
     Tensor grad = Tensor::empty({n, vocab}, loss_dtype, x.device());

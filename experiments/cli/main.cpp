@@ -6,7 +6,8 @@
 //                                                      next-byte cross-entropy of a checkpoint
 //   gradus ops [--json]                                the op registry with backend support
 //   gradus info                                        version, CPU, BLAS, threads, CUDA
-//   gradus verify [SUITE ...]                          the theory checks (experiments/lib/commands.h)
+//   gradus verify [SUITE ...]                          the theory checks
+//   (experiments/lib/commands.h)
 // Model families add further commands from their own files (register_command).
 #include <fmt/format.h>
 
@@ -21,10 +22,10 @@
 #include "experiments/lib/bench_lm.h"
 #include "experiments/lib/commands.h"
 #include "experiments/lib/lm_job.h"
-#include "experiments/lib/progress.h"
 #include "experiments/lib/mlp_demo.h"
 #include "experiments/lib/ops_table.h"
 #include "experiments/lib/pipeline.h"
+#include "experiments/lib/progress.h"
 #include "experiments/lib/sweep.h"
 #include "kernels/backend_info.h"
 
@@ -108,11 +109,13 @@ struct Flags {
     GRADUS_FAIL("gradus", "flag {} expects a number but found \"{}\"", name, v);
   }
   // Rejects flags the command does not know, so a typo is not silently ignored.
-  void allow(std::initializer_list<std::string> valued, std::initializer_list<std::string> bare) const {
+  void allow(std::initializer_list<std::string> valued,
+             std::initializer_list<std::string> bare) const {
     for (size_t i = 0; i < args.size(); ++i) {
       bool is_valued = std::find(valued.begin(), valued.end(), args[i]) != valued.end();
       bool is_bare = std::find(bare.begin(), bare.end(), args[i]) != bare.end();
-      GRADUS_CHECK(is_valued || is_bare, "gradus", "unknown option \"{}\" (see gradus help)", args[i]);
+      GRADUS_CHECK(is_valued || is_bare, "gradus", "unknown option \"{}\" (see gradus help)",
+                   args[i]);
       if (is_valued) ++i;
     }
   }
@@ -189,7 +192,8 @@ int cmd_run(const Flags& f) {
   if ((!f.args.empty() && !f.args[0].starts_with("--")) || f.has("--resume") || f.has("--set"))
     return cmd_run_lm(f);
   f.allow({"--steps", "--seed", "--threads", "--lr"}, {});
-  if (f.has("--threads")) gradus::kernels::set_cpu_threads(static_cast<int>(f.integer("--threads", 1)));
+  if (f.has("--threads"))
+    gradus::kernels::set_cpu_threads(static_cast<int>(f.integer("--threads", 1)));
   gradus::experiments::MlpDemoOptions o;
   o.steps = f.integer("--steps", o.steps);
   o.seed = static_cast<uint64_t>(f.integer("--seed", static_cast<int64_t>(o.seed)));
@@ -204,8 +208,10 @@ int cmd_run(const Flags& f) {
 
 int cmd_ops(const Flags& f) {
   f.allow({}, {"--json"});
-  if (f.has("--json")) std::cout << gradus::experiments::ops_json().dump(2) << "\n";
-  else std::cout << gradus::experiments::ops_table_text();
+  if (f.has("--json"))
+    std::cout << gradus::experiments::ops_json().dump(2) << "\n";
+  else
+    std::cout << gradus::experiments::ops_table_text();
   return 0;
 }
 
@@ -229,10 +235,16 @@ int cmd_bench(const Flags& f) {
   if (rest.has("--json")) {
     std::cout << r.dump() << "\n";
   } else {
-    std::cout << fmt::format("{} / {} / {}: {:.0f} tokens/s, {:.1f} ms per step (median of {}), peak {:.1f} MiB\n",
-                             o.preset, o.attention, o.precision, r["tokens_per_s"].get<double>(),
-                             r["ms_per_step"].get<double>(), o.steps,
-                             r["peak_bytes"].get<double>() / 1048576.0);
+    std::cout << fmt::format(
+        "{} / {} / {}: {:.0f} tokens/s, {:.1f} ms per step (median of {}), peak {:.1f} MiB\n",
+        o.preset, o.attention, o.precision, r["tokens_per_s"].get<double>(),
+        r["ms_per_step"].get<double>(), o.steps, r["peak_bytes"].get<double>() / 1048576.0);
+    if (r.contains("host_syncs_per_step"))
+      std::cout << fmt::format(
+          "per step: {:.0f} kernel launches, {:.0f} cuBLAS calls, {:.0f} host "
+          "synchronisations\n",
+          r["kernel_launches_per_step"].get<double>(), r["library_calls_per_step"].get<double>(),
+          r["host_syncs_per_step"].get<double>());
   }
   return 0;
 }

@@ -134,12 +134,17 @@ nlohmann::json bench_lm(const BenchLmOptions& o) {
   alloc.reset_peak();
   std::vector<double> ms;
   double last_loss = 0;
+  const kernels::CudaActivity before = kernels::cuda_activity();
   for (int64_t s = 0; s < o.steps; ++s) {
     auto t0 = std::chrono::steady_clock::now();
     last_loss = step();
     ms.push_back(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
+  const kernels::CudaActivity after = kernels::cuda_activity();
+  const auto per_step = [&](int64_t a, int64_t b) {
+    return static_cast<double>(b - a) / static_cast<double>(o.steps);
+  };
   // Read before the sgemm probe below, whose three n x n matrices (768 MiB at n = 8192 on a GPU)
   // are not part of the step.
   const int64_t step_peak_bytes = alloc.stats().peak_bytes_in_use;
@@ -151,27 +156,33 @@ nlohmann::json bench_lm(const BenchLmOptions& o) {
   const double flops = step_matmul_flops(config, batch, seq);
   const double sgemm = measure_sgemm_gflops(device);
   const double floor_s = flops / (sgemm * 1e9);
-  return {{"preset", o.preset},
-          {"attention", o.attention},
-          {"device", o.device},
-          {"precision", o.precision},
-          {"batch", batch},
-          {"seq", seq},
-          {"threads", kernels::cpu_threads()},
-          {"steps", o.steps},
-          {"ms_per_step", median},
-          {"step_ms", ms},
-          {"tokens_per_s", tokens / (median / 1000.0)},
-          {"peak_bytes", step_peak_bytes},
-          {"peak_rss_bytes", peak_rss_bytes()},
-          {"step_matmul_gflop", flops / 1e9},
-          {"sgemm_gflops", sgemm},
-          {"floor_tokens_per_s", tokens / floor_s},
-          {"fraction_of_floor", floor_s / (median / 1000.0)},
-          {"parameters", model.num_parameters()},
-          {"final_loss", last_loss},
-          {"cpu", kernels::cpu_model()},
-          {"gpu", device.is_cpu() ? "" : kernels::cuda_description()}};
+  nlohmann::json out = {{"preset", o.preset},
+                        {"attention", o.attention},
+                        {"device", o.device},
+                        {"precision", o.precision},
+                        {"batch", batch},
+                        {"seq", seq},
+                        {"threads", kernels::cpu_threads()},
+                        {"steps", o.steps},
+                        {"ms_per_step", median},
+                        {"step_ms", ms},
+                        {"tokens_per_s", tokens / (median / 1000.0)},
+                        {"peak_bytes", step_peak_bytes},
+                        {"peak_rss_bytes", peak_rss_bytes()},
+                        {"step_matmul_gflop", flops / 1e9},
+                        {"sgemm_gflops", sgemm},
+                        {"floor_tokens_per_s", tokens / floor_s},
+                        {"fraction_of_floor", floor_s / (median / 1000.0)},
+                        {"parameters", model.num_parameters()},
+                        {"final_loss", last_loss},
+                        {"cpu", kernels::cpu_model()},
+                        {"gpu", device.is_cpu() ? "" : kernels::cuda_description()}};
+  if (!device.is_cpu()) {  // what the host asked of the GPU per step (launch-bound presets)
+    out["kernel_launches_per_step"] = per_step(before.kernel_launches, after.kernel_launches);
+    out["library_calls_per_step"] = per_step(before.library_calls, after.library_calls);
+    out["host_syncs_per_step"] = per_step(before.host_syncs, after.host_syncs);
+  }
+  return out;
 }
 
 }  // namespace gradus::experiments

@@ -70,6 +70,7 @@ bool cuda_built() {
 
 #ifndef GRADUS_WITH_CUDA
 int cuda_device_count() { return 0; }
+CudaActivity cuda_activity() { return {}; }
 std::string cuda_description() {
   return "not built in this binary (no nvcc when it was configured)";
 }

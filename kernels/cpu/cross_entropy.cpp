@@ -32,14 +32,10 @@ double row_logsumexp(const T* x, int64_t n) {
   return static_cast<double>(m) + std::log(s);
 }
 
+// The first bad row in order (well defined on any thread count), and the valid rows.
 template <class T>
-int64_t cross_entropy_forward(const void* logits_, const int64_t* targets, void* loss_, void* lse_,
-                              int64_t rows, int64_t vocab, int64_t ignore_index,
-                              int64_t* valid_count) {
-  const T* logits = static_cast<const T*>(logits_);
-  T* loss = static_cast<T*>(loss_);
-  T* lse = static_cast<T*>(lse_);
-  // A serial check first: the first bad row is then well defined and the loop below trusts targets.
+int64_t cross_entropy_check_targets(const int64_t* targets, int64_t rows, int64_t vocab,
+                                    int64_t ignore_index, int64_t* valid_count) {
   int64_t count = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t t = targets[r];
@@ -48,6 +44,15 @@ int64_t cross_entropy_forward(const void* logits_, const int64_t* targets, void*
     ++count;
   }
   *valid_count = count;
+  return -1;
+}
+
+template <class T>
+void cross_entropy_forward(const void* logits_, const int64_t* targets, void* loss_, void* lse_,
+                           int64_t rows, int64_t vocab, int64_t ignore_index) {
+  const T* logits = static_cast<const T*>(logits_);
+  T* loss = static_cast<T*>(loss_);
+  T* lse = static_cast<T*>(lse_);
 #pragma omp parallel for if (rows * vocab > kParallelWork) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t t = targets[r];
@@ -56,12 +61,12 @@ int64_t cross_entropy_forward(const void* logits_, const int64_t* targets, void*
       lse[r] = T(0);  // never read: the backward writes a zero row for ignored targets
       continue;
     }
+    if (t < 0 || t >= vocab) continue;  // unchecked targets: unspecified, never read out of range
     const T* x = logits + r * vocab;
     const double l = row_logsumexp(x, vocab);
     lse[r] = static_cast<T>(l);
     loss[r] = static_cast<T>(l - static_cast<double>(x[t]));
   }
-  return -1;
 }
 
 template <class T>
@@ -90,6 +95,7 @@ void cross_entropy_backward(const void* logits_, const int64_t* targets, const v
 
 }  // namespace
 
+GRADUS_REGISTER_CPU_KERNEL(kCrossEntropyCheckTargets, cross_entropy_check_targets);
 GRADUS_REGISTER_CPU_KERNEL(kCrossEntropyForward, cross_entropy_forward);
 GRADUS_REGISTER_CPU_KERNEL(kCrossEntropyBackward, cross_entropy_backward);
 

@@ -3,11 +3,12 @@
 // stream (runtime.h), so a block freed by the host can be reused at once by the next kernel: the
 // kernels that used it run before any that reuses it. Installed for DeviceType::cuda when this
 // library loads; the device itself is touched on the first allocation only.
+#include "core/allocator.h"
+
 #include <map>
 #include <mutex>
 #include <vector>
 
-#include "core/allocator.h"
 #include "core/error.h"
 #include "kernels/cuda/runtime.h"
 
@@ -81,7 +82,7 @@ class CudaCachingAllocator final : public Allocator {
     std::lock_guard<std::mutex> lock(mutex_);
     if (free_blocks_.empty()) return;
     // Kernels queued before the free may still read a cached block: wait for them first.
-    GRADUS_CUDA_CHECK(cudaStreamSynchronize(stream()));
+    synchronize();
     for (auto& [cls, blocks] : free_blocks_) {
       for (void* p : blocks) GRADUS_CUDA_CHECK(cudaFree(p));
       stats_.bytes_cached -= static_cast<int64_t>(cls * blocks.size());

@@ -81,6 +81,7 @@ void batched_gemm(const GemmCaller& caller, bool trans_a, bool trans_b, int64_t 
   constexpr bool f64 = std::is_same_v<TA, double>;
   const double alpha_d = alpha, beta_d = beta;
   const float alpha_f = static_cast<float>(alpha), beta_f = static_cast<float>(beta);
+  count_library_call();
   GRADUS_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       cublas(), op_b, op_a, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
       f64 ? static_cast<const void*>(&alpha_d) : static_cast<const void*>(&alpha_f), b,

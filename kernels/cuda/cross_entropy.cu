@@ -1,9 +1,10 @@
 // CUDA fused cross-entropy over the last axis (see kernels/cross_entropy.h for the contract; the
 // semantics mirror kernels/cpu/cross_entropy.cpp).
 //
-// Forward: a small kernel checks the targets (the first bad row by an integer atomicMin, the valid
-// rows by an integer count: both exact whatever the order), then a warp (short rows) or a block per
-// row computes the log-sum-exp and the loss; one read-back returns both numbers. Backward: the same
+// Targets: a small kernel checks them (the first bad row by an integer atomicMin, the valid rows by
+// an integer count: both exact whatever the order) and one read-back returns both numbers; an op
+// checks all its targets once. Forward: a warp (short rows) or a block per row computes the
+// log-sum-exp and the loss, with no read-back. Backward: the same
 // row layout rebuilds softmax from the saved log-sum-exp.
 #include <algorithm>
 #include <cstdint>
@@ -87,10 +88,10 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The one synchronisation of a loss: all of an op's targets at once, before its forward chunks.
 template <class T>
-int64_t cross_entropy_forward(const void* logits, const int64_t* targets, void* loss, void* lse,
-                              int64_t rows, int64_t vocab, int64_t ignore_index,
-                              int64_t* valid_count) {
+int64_t cross_entropy_check_targets(const int64_t* targets, int64_t rows, int64_t vocab,
+                                    int64_t ignore_index, int64_t* valid_count) {
   if (rows == 0) {
     *valid_count = 0;
     return -1;
@@ -100,7 +101,19 @@ int64_t cross_entropy_forward(const void* logits, const int64_t* targets, void* 
   GRADUS_CUDA_CHECK(cudaMemsetAsync(status + 1, 0, sizeof(unsigned long long), stream()));
   check_targets_kernel<<<elementwise_blocks(rows), kThreads, 0, stream()>>>(targets, rows, vocab,
                                                                             ignore_index, status);
-  GRADUS_CUDA_CHECK_LAUNCH("cross_entropy_forward");
+  GRADUS_CUDA_CHECK_LAUNCH("cross_entropy_check_targets");
+  int64_t host[2] = {0, 0};
+  GRADUS_CUDA_CHECK(cudaMemcpyAsync(host, status, sizeof(host), cudaMemcpyDeviceToHost, stream()));
+  synchronize();
+  if (host[0] >= 0) return host[0];  // all ones (-1) when every target is fine
+  *valid_count = host[1];
+  return -1;
+}
+
+template <class T>
+void cross_entropy_forward(const void* logits, const int64_t* targets, void* loss, void* lse,
+                           int64_t rows, int64_t vocab, int64_t ignore_index) {
+  if (rows == 0) return;
   const T* x = static_cast<const T*>(logits);
   T* l = static_cast<T*>(loss);
   T* s = static_cast<T*>(lse);
@@ -112,12 +125,6 @@ int64_t cross_entropy_forward(const void* logits, const int64_t* targets, void* 
     cross_entropy_forward_kernel<kThreads, T>
         <<<grid_for(rows), kThreads, 0, stream()>>>(x, targets, l, s, rows, vocab, ignore_index);
   GRADUS_CUDA_CHECK_LAUNCH("cross_entropy_forward");
-  int64_t host[2] = {0, 0};
-  GRADUS_CUDA_CHECK(cudaMemcpyAsync(host, status, sizeof(host), cudaMemcpyDeviceToHost, stream()));
-  synchronize();
-  if (host[0] >= 0) return host[0];  // all ones (-1) when every target is fine
-  *valid_count = host[1];
-  return -1;
 }
 
 // logits, grad_logits: (rows, vocab); targets, lse: (rows); grad_loss: one value per row at
@@ -184,6 +191,7 @@ void cross_entropy_backward(const void* logits, const int64_t* targets, const vo
 
 }  // namespace
 
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kCrossEntropyCheckTargets, cross_entropy_check_targets);
 GRADUS_REGISTER_CUDA_KERNEL(kernels::kCrossEntropyForward, cross_entropy_forward);
 GRADUS_REGISTER_CUDA_KERNEL(kernels::kCrossEntropyBackward, cross_entropy_backward);
 

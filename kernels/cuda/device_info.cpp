@@ -8,6 +8,13 @@ namespace gradus::kernels {
 
 int cuda_device_count() { return cuda::device_count(); }
 
+CudaActivity cuda_activity() {
+  const cuda::Activity& a = cuda::activity();
+  return {a.kernel_launches.load(std::memory_order_relaxed),
+          a.library_calls.load(std::memory_order_relaxed),
+          a.host_syncs.load(std::memory_order_relaxed)};
+}
+
 std::string cuda_description() {
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);

@@ -7,21 +7,20 @@
 //
 // The batch is handled as the CPU handles it (same folds, same accumulation order for
 // stride_c == 0), so the two backends split a problem the same way.
-#include "kernels/gemm.h"
-
 #include <climits>
 
 #include "core/error.h"
 #include "core/tensor.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/gemm.h"
 
 namespace gradus::cuda {
 namespace {
 
-using kernels::GemmArgs;
 using kernels::gemm_can_fold_k;
 using kernels::gemm_can_fold_m;
 using kernels::gemm_check_dims;
+using kernels::GemmArgs;
 using kernels::kGemm;
 
 // One cuBLAS call: for each of `batch` entries, C = alpha op(A) op(B) + beta C with op(A): (m, k),
@@ -36,6 +35,7 @@ void cublas_gemm(const GemmArgs& g, int64_t m, int64_t k, const T* a, int64_t st
   const int M = static_cast<int>(g.n), N = static_cast<int>(m), K = static_cast<int>(k);
   const int lda = static_cast<int>(g.lda), ldb = static_cast<int>(g.ldb);
   const int ldc_i = static_cast<int>(ldc), count = static_cast<int>(batch);
+  count_library_call();
   if constexpr (std::is_same_v<T, float>) {
     const float alpha_t = static_cast<float>(g.alpha), beta_t = static_cast<float>(beta);
     GRADUS_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas(), op_b, op_a, M, N, K, &alpha_t, b, ldb,

@@ -58,7 +58,13 @@ void throw_cublas_error(cublasStatus_t status, const char* expr, const char* fil
               cublasGetStatusName(status), cublasGetStatusString(status));
 }
 
+Activity& activity() {
+  static Activity counters;
+  return counters;
+}
+
 void check_launch(const char* kernel, const char* file, int line) {
+  activity().kernel_launches.fetch_add(1, std::memory_order_relaxed);
   cudaError_t status = cudaGetLastError();
   if (status == cudaSuccess && sync_after_launch()) status = cudaStreamSynchronize(stream());
   if (status != cudaSuccess) [[unlikely]]
@@ -82,13 +88,17 @@ void require_device() {
   if (device_count() > 0) return;
   int n = 0;
   cudaError_t status = cudaGetDeviceCount(&n);
-  GRADUS_FAIL("cuda", "no CUDA device is available ({}); use \"device\": \"cpu\" or run where a "
-              "GPU is", status == cudaSuccess ? "the driver reports 0 devices"
-                                                 : cudaGetErrorString(status));
+  GRADUS_FAIL("cuda",
+              "no CUDA device is available ({}); use \"device\": \"cpu\" or run where a "
+              "GPU is",
+              status == cudaSuccess ? "the driver reports 0 devices" : cudaGetErrorString(status));
 }
 
 cudaStream_t stream() { return runtime().stream; }
-void synchronize() { GRADUS_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+void synchronize() {
+  activity().host_syncs.fetch_add(1, std::memory_order_relaxed);
+  GRADUS_CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
 cublasHandle_t cublas() { return runtime().cublas; }
 cublasLtHandle_t cublas_lt() { return runtime().cublas_lt; }
 int sm_count() { return runtime().props.multiProcessorCount; }

@@ -71,4 +71,48 @@ inline constexpr const char* kNormPowSum = "norm_pow_sum";
 using ScaleInplaceFn = void (*)(void* x, int64_t n, double factor);
 inline constexpr const char* kScaleInplace = "scale_inplace";
 
+// ---- multi-tensor ("foreach") forms ----
+// One call over a list of arrays of one dtype on one device, so that a step over ~100 parameters
+// costs a few kernel launches instead of one or two per parameter. Each array's result is bit for
+// bit what the per-array kernel above gives for it alone (the per-array kernels stay the readable
+// reference and the GRADUS_FUSED_OPTIMIZER=0 path). Arrays of length 0 are allowed and untouched;
+// the arrays of one list must not overlap.
+
+// One array of a list, read only (data may be null when n == 0).
+struct ConstArray {
+  const void* data = nullptr;
+  int64_t n = 0;
+};
+// One array of a list, updated in place (data may be null when n == 0).
+struct MutableArray {
+  void* data = nullptr;
+  int64_t n = 0;
+};
+
+// One parameter of an Adam step: its four arrays, each (n), and its own coefficients (lr and
+// weight decay come from its group; step_size and bias_correction2_sqrt from its own step count).
+struct AdamMultiTensor {
+  void* param = nullptr;
+  const void* grad = nullptr;
+  void* exp_avg = nullptr;
+  void* exp_avg_sq = nullptr;
+  int64_t n = 0;
+  AdamStepParams params;
+};
+// tensors: (count); for each i, adam_step(tensors[i].param, ..., tensors[i].n, tensors[i].params).
+// On CUDA: ceil(count / 24) launches at most (the tensor table goes by value as a kernel
+// parameter), no host synchronisation and no copy, so the step can be captured in a CUDA graph.
+using AdamMultiStepFn = void (*)(const AdamMultiTensor* tensors, int64_t count);
+inline constexpr const char* kAdamMultiStep = "adam_multi_step";
+
+// xs: (count), each xs[i].data: (xs[i].n); out: (count) host memory.
+// out[i] = norm_pow_sum(xs[i].data, xs[i].n, p), bit-identical (the same fixed blocks per array).
+// On CUDA: one host synchronisation per call, whatever count is.
+using NormPowSumMultiFn = void (*)(const ConstArray* xs, int64_t count, double p, double* out);
+inline constexpr const char* kNormPowSumMulti = "norm_pow_sum_multi";
+
+// xs: (count), each xs[i].data: (xs[i].n); xs[i].data *= factor in place, as scale_inplace.
+using ScaleInplaceMultiFn = void (*)(const MutableArray* xs, int64_t count, double factor);
+inline constexpr const char* kScaleInplaceMulti = "scale_inplace_multi";
+
 }  // namespace gradus::kernels

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/tensor.h"
 #include "kernels/cuda/common.cuh"
@@ -16,7 +17,6 @@
 
 namespace gradus::cuda {
 namespace {
-
 
 // torch.lerp's formula, as on the CPU: two branches keep the result exact at weight 0 and 1.
 template <class T>
@@ -32,6 +32,37 @@ void packed_launches(int64_t n, bool aligned, Launch&& launch) {
   const int64_t head = aligned ? n / kVec<T> * kVec<T> : 0;
   if (head > 0) launch(std::integral_constant<int, kVec<T>>{}, int64_t{0}, head);
   if (n > head) launch(std::integral_constant<int, 1>{}, head, n - head);
+}
+
+// ---- multi-tensor launches ----
+// A multi-tensor launch covers up to kMultiTensors arrays: their pointers, lengths and block ranges
+// travel in a struct passed by value (a kernel parameter, below 4 KB, so no copy and no host wait),
+// and block b of the grid works on the array t with block_start[t] <= b < block_start[t + 1], as
+// the per-array kernel's block b - block_start[t] in a grid of that array's own size would.
+constexpr int kMultiTensors = 24;
+
+// The array of the block (block_start: (count + 1), ascending). Uniform within a block.
+__device__ __forceinline__ int multi_tensor_of_block(const int* block_start, int count) {
+  int t = 0;
+  while (t + 1 < count && static_cast<int>(blockIdx.x) >= block_start[t + 1]) ++t;
+  return t;
+}
+
+// Calls launch(first, count) for consecutive runs [first, first + count) of the `total` items with
+// count <= kMultiTensors, skipping items that have_work(i) says are empty.
+template <class HasWork, class Launch>
+void multi_tensor_batches(int64_t total, HasWork&& has_work, Launch&& launch) {
+  std::vector<int64_t> batch;
+  batch.reserve(kMultiTensors);
+  for (int64_t i = 0; i < total; ++i) {
+    if (!has_work(i)) continue;
+    batch.push_back(i);
+    if (static_cast<int>(batch.size()) == kMultiTensors) {
+      launch(batch);
+      batch.clear();
+    }
+  }
+  if (!batch.empty()) launch(batch);
 }
 
 // ---- SGD ----
@@ -136,15 +167,9 @@ __global__ void adam_step_kernel(T* param, const T* grad, T* exp_avg, T* exp_avg
   }
 }
 
+// The coefficients in double, rounded once to T, as the CPU computes them.
 template <class T>
-void adam_step(void* param_, const void* grad_, void* exp_avg_, void* exp_avg_sq_, int64_t n,
-               const kernels::AdamStepParams& p) {
-  if (n == 0) return;
-  T* param = static_cast<T*>(param_);
-  const T* grad = static_cast<const T*>(grad_);
-  T* m = static_cast<T*>(exp_avg_);
-  T* v = static_cast<T*>(exp_avg_sq_);
-  // The coefficients in double, rounded once to T, as the CPU computes them.
+AdamCoeffs<T> adam_coeffs(const kernels::AdamStepParams& p) {
   AdamCoeffs<T> c;
   c.decoupled = p.decoupled_weight_decay && p.weight_decay != 0.0;
   c.l2 = !p.decoupled_weight_decay && p.weight_decay != 0.0;
@@ -156,6 +181,18 @@ void adam_step(void* param_, const void* grad_, void* exp_avg_, void* exp_avg_sq
   c.eps = static_cast<T>(p.eps);
   c.step_size = static_cast<T>(p.step_size);
   c.bc2_sqrt = static_cast<T>(p.bias_correction2_sqrt);
+  return c;
+}
+
+template <class T>
+void adam_step(void* param_, const void* grad_, void* exp_avg_, void* exp_avg_sq_, int64_t n,
+               const kernels::AdamStepParams& p) {
+  if (n == 0) return;
+  T* param = static_cast<T*>(param_);
+  const T* grad = static_cast<const T*>(grad_);
+  T* m = static_cast<T*>(exp_avg_);
+  T* v = static_cast<T*>(exp_avg_sq_);
+  const AdamCoeffs<T> c = adam_coeffs<T>(p);
   const bool aligned = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v);
   packed_launches<T>(n, aligned, [&](auto pack, int64_t offset, int64_t count) {
     constexpr int P = decltype(pack)::value;
@@ -163,6 +200,88 @@ void adam_step(void* param_, const void* grad_, void* exp_avg_, void* exp_avg_sq
         param + offset, grad + offset, m + offset, v + offset, count / P, c);
     GRADUS_CUDA_CHECK_LAUNCH("adam_step");
   });
+}
+
+// The tensor table of one adam_multi_step launch. A tensor is split in packs of P = kVec<T>
+// elements when its four pointers are 16-byte aligned (its n % P last elements then go one by one),
+// element by element otherwise, exactly as adam_step chooses: same element, same adam_one.
+template <class T>
+struct AdamMultiTable {
+  T* param[kMultiTensors];
+  const T* grad[kMultiTensors];
+  T* exp_avg[kMultiTensors];
+  T* exp_avg_sq[kMultiTensors];
+  int64_t n[kMultiTensors];
+  AdamCoeffs<T> coeffs[kMultiTensors];
+  int block_start[kMultiTensors + 1];
+  bool aligned[kMultiTensors];
+  int count;
+};
+static_assert(sizeof(AdamMultiTable<double>) < 4096, "kernel parameters must stay below 4 KB");
+
+// table.param[t], grad[t], exp_avg[t], exp_avg_sq[t]: (table.n[t]) for t < table.count; grid:
+// table.block_start[table.count] blocks. Each block grid-strides over its own tensor only.
+template <class T>
+__global__ void adam_multi_step_kernel(AdamMultiTable<T> table) {
+  constexpr int P = kVec<T>;
+  using V = Pack<T, P>;
+  const int t = multi_tensor_of_block(table.block_start, table.count);
+  const int64_t first =
+      static_cast<int64_t>(blockIdx.x - table.block_start[t]) * blockDim.x + threadIdx.x;
+  const int64_t stride =
+      static_cast<int64_t>(table.block_start[t + 1] - table.block_start[t]) * blockDim.x;
+  T* param = table.param[t];
+  const T* grad = table.grad[t];
+  T* m = table.exp_avg[t];
+  T* v = table.exp_avg_sq[t];
+  const int64_t n = table.n[t];
+  const AdamCoeffs<T> c = table.coeffs[t];
+  int64_t head = 0;  // elements done in packs
+  if (table.aligned[t]) {
+    const int64_t packs = n / P;
+    head = packs * P;
+    for (int64_t q = first; q < packs; q += stride) {
+      V pp = reinterpret_cast<const V*>(param)[q];
+      const V gp = reinterpret_cast<const V*>(grad)[q];
+      V mp = reinterpret_cast<const V*>(m)[q];
+      V vp = reinterpret_cast<const V*>(v)[q];
+#pragma unroll
+      for (int l = 0; l < P; ++l) adam_one(pp.v[l], gp.v[l], mp.v[l], vp.v[l], c);
+      reinterpret_cast<V*>(param)[q] = pp;
+      reinterpret_cast<V*>(m)[q] = mp;
+      reinterpret_cast<V*>(v)[q] = vp;
+    }
+  }
+  for (int64_t i = head + first; i < n; i += stride) adam_one(param[i], grad[i], m[i], v[i], c);
+}
+
+template <class T>
+void adam_multi_step(const kernels::AdamMultiTensor* tensors, int64_t count) {
+  multi_tensor_batches(
+      count, [&](int64_t i) { return tensors[i].n > 0; },
+      [&](const std::vector<int64_t>& batch) {
+        AdamMultiTable<T> table{};
+        table.count = static_cast<int>(batch.size());
+        int blocks = 0;
+        for (int k = 0; k < table.count; ++k) {
+          const kernels::AdamMultiTensor& a = tensors[batch[k]];
+          table.param[k] = static_cast<T*>(a.param);
+          table.grad[k] = static_cast<const T*>(a.grad);
+          table.exp_avg[k] = static_cast<T*>(a.exp_avg);
+          table.exp_avg_sq[k] = static_cast<T*>(a.exp_avg_sq);
+          table.n[k] = a.n;
+          table.coeffs[k] = adam_coeffs<T>(a.params);
+          table.aligned[k] = aligned16(a.param) && aligned16(a.grad) && aligned16(a.exp_avg) &&
+                             aligned16(a.exp_avg_sq);
+          // As many blocks as adam_step's packed launch would take for this tensor.
+          const int64_t units = table.aligned[k] ? ceil_div(a.n, kVec<T>) : a.n;
+          table.block_start[k] = blocks;
+          blocks += elementwise_blocks(units);
+        }
+        table.block_start[table.count] = blocks;
+        adam_multi_step_kernel<T><<<blocks, kThreads, 0, stream()>>>(table);
+        GRADUS_CUDA_CHECK_LAUNCH("adam_multi_step");
+      });
 }
 
 // ---- gradient-norm clipping ----
@@ -223,15 +342,23 @@ __global__ void norm_final_kernel(const double* partial, int count, NormMode mod
 constexpr int kNormMaxBlocks = 1024;     // also the stage-2 block size
 constexpr int64_t kNormPerBlock = 4096;  // elements per block below the cap
 
+NormMode norm_mode(double p) {
+  return std::isinf(p) ? NormMode::max_abs
+         : p == 2.0    ? NormMode::square
+         : p == 1.0    ? NormMode::abs
+                       : NormMode::power;
+}
+
+// Stage-1 blocks of an array of n > 0 elements: a function of n alone.
+int norm_blocks(int64_t n) {
+  return static_cast<int>(std::min<int64_t>(kNormMaxBlocks, ceil_div(n, kNormPerBlock)));
+}
+
 template <class T>
 double norm_pow_sum(const void* x, int64_t n, double p) {
   if (n == 0) return 0.0;
-  const NormMode mode = std::isinf(p) ? NormMode::max_abs
-                        : p == 2.0    ? NormMode::square
-                        : p == 1.0    ? NormMode::abs
-                                      : NormMode::power;
-  const int blocks =
-      static_cast<int>(std::min<int64_t>(kNormMaxBlocks, (n + kNormPerBlock - 1) / kNormPerBlock));
+  const NormMode mode = norm_mode(p);
+  const int blocks = norm_blocks(n);
   Tensor partial = Tensor::empty({blocks}, DType::f64, kGPU);
   double* partial_p = static_cast<double*>(partial.raw_data());
   norm_partial_kernel<T>
@@ -245,6 +372,99 @@ double norm_pow_sum(const void* x, int64_t n, double p) {
       cudaMemcpyAsync(&result, out, sizeof(double), cudaMemcpyDeviceToHost, stream()));
   synchronize();
   return result;
+}
+
+// The tensor table of one norm_pow_sum_multi launch pair. Array t's stage-1 partials are
+// partial[block_start[t], block_start[t + 1]) and its result out[t].
+template <class T>
+struct NormMultiTable {
+  const T* x[kMultiTensors];
+  int64_t n[kMultiTensors];
+  int block_start[kMultiTensors + 1];
+  int count;
+};
+static_assert(sizeof(NormMultiTable<double>) < 4096, "kernel parameters must stay below 4 KB");
+
+// Stage 1 of every array of the table: block b of array t is norm_partial_kernel's block
+// b - block_start[t] in a grid of norm_blocks(n[t]) blocks (same slice, same order, same bits).
+// partial: (table.block_start[table.count]).
+template <class T>
+__global__ void norm_multi_partial_kernel(NormMultiTable<T> table, NormMode mode, double p,
+                                          double* partial) {
+  __shared__ double shared[32];
+  const int t = multi_tensor_of_block(table.block_start, table.count);
+  const T* x = table.x[t];
+  const int64_t n = table.n[t];
+  const int64_t stride =
+      static_cast<int64_t>(table.block_start[t + 1] - table.block_start[t]) * blockDim.x;
+  double acc = 0.0;
+  for (int64_t i =
+           static_cast<int64_t>(blockIdx.x - table.block_start[t]) * blockDim.x + threadIdx.x;
+       i < n; i += stride) {
+    const double term = norm_term(static_cast<double>(to_acc(x[i])), mode, p);
+    acc = mode == NormMode::max_abs ? nan_max(acc, term) : acc + term;
+  }
+  acc = block_combine(acc, mode, shared);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+// Stage 2, block t (of table.count) as norm_final_kernel over array t's partials; out: (count).
+template <class T>
+__global__ void norm_multi_final_kernel(NormMultiTable<T> table, const double* partial,
+                                        NormMode mode, double* out) {
+  __shared__ double shared[32];
+  const int t = blockIdx.x;
+  const int begin = table.block_start[t], count = table.block_start[t + 1] - begin;
+  double v = static_cast<int>(threadIdx.x) < count ? partial[begin + threadIdx.x] : 0.0;
+  v = block_combine(v, mode, shared);
+  if (threadIdx.x == 0) out[t] = v;
+}
+
+template <class T>
+void norm_pow_sum_multi(const kernels::ConstArray* xs, int64_t count, double p, double* out) {
+  for (int64_t i = 0; i < count; ++i) out[i] = 0.0;  // the value of an empty array
+  if (count == 0) return;
+  const NormMode mode = norm_mode(p);
+  int64_t total_blocks = 0, nonempty = 0;
+  for (int64_t i = 0; i < count; ++i)
+    if (xs[i].n > 0) {
+      total_blocks += norm_blocks(xs[i].n);
+      ++nonempty;
+    }
+  if (nonempty == 0) return;
+  Tensor partial = Tensor::empty({total_blocks}, DType::f64, kGPU);
+  Tensor results = Tensor::empty({nonempty}, DType::f64, kGPU);
+  double* partial_p = static_cast<double*>(partial.raw_data());
+  double* results_p = static_cast<double*>(results.raw_data());
+  std::vector<int64_t> where;  // where[k]: the index in xs of the k-th non-empty array
+  where.reserve(static_cast<size_t>(nonempty));
+  multi_tensor_batches(
+      count, [&](int64_t i) { return xs[i].n > 0; },
+      [&](const std::vector<int64_t>& batch) {
+        NormMultiTable<T> table{};
+        table.count = static_cast<int>(batch.size());
+        int blocks = 0;
+        for (int k = 0; k < table.count; ++k) {
+          table.x[k] = static_cast<const T*>(xs[batch[k]].data);
+          table.n[k] = xs[batch[k]].n;
+          table.block_start[k] = blocks;
+          blocks += norm_blocks(table.n[k]);
+        }
+        table.block_start[table.count] = blocks;
+        norm_multi_partial_kernel<T><<<blocks, kThreads, 0, stream()>>>(table, mode, p, partial_p);
+        GRADUS_CUDA_CHECK_LAUNCH("norm_pow_sum_multi_partial");
+        norm_multi_final_kernel<T><<<table.count, kNormMaxBlocks, 0, stream()>>>(
+            table, partial_p, mode, results_p + where.size());
+        GRADUS_CUDA_CHECK_LAUNCH("norm_pow_sum_multi_final");
+        partial_p += blocks;
+        where.insert(where.end(), batch.begin(), batch.end());
+      });
+  // One copy of every result and one wait, whatever the number of arrays.
+  std::vector<double> host(static_cast<size_t>(nonempty));
+  GRADUS_CUDA_CHECK(cudaMemcpyAsync(host.data(), results.raw_data(), host.size() * sizeof(double),
+                                    cudaMemcpyDeviceToHost, stream()));
+  synchronize();
+  for (size_t k = 0; k < where.size(); ++k) out[where[k]] = host[k];
 }
 
 // x: (packs * P); x *= factor, the factor rounded to the compute type (f32 for bf16).
@@ -272,11 +492,76 @@ void scale_inplace(void* x_, int64_t n, double factor) {
   });
 }
 
+// The tensor table of one scale_inplace_multi launch (packs where x[t] is 16-byte aligned, as
+// scale_inplace chooses).
+template <class T>
+struct ScaleMultiTable {
+  T* x[kMultiTensors];
+  int64_t n[kMultiTensors];
+  int block_start[kMultiTensors + 1];
+  bool aligned[kMultiTensors];
+  int count;
+};
+static_assert(sizeof(ScaleMultiTable<double>) < 4096, "kernel parameters must stay below 4 KB");
+
+// table.x[t]: (table.n[t]) for t < table.count; x *= factor, as scale_inplace_kernel.
+template <class T>
+__global__ void scale_inplace_multi_kernel(ScaleMultiTable<T> table, acc_t<T> factor) {
+  constexpr int P = kVec<T>;
+  using V = Pack<T, P>;
+  const int t = multi_tensor_of_block(table.block_start, table.count);
+  const int64_t first =
+      static_cast<int64_t>(blockIdx.x - table.block_start[t]) * blockDim.x + threadIdx.x;
+  const int64_t stride =
+      static_cast<int64_t>(table.block_start[t + 1] - table.block_start[t]) * blockDim.x;
+  T* x = table.x[t];
+  const int64_t n = table.n[t];
+  int64_t head = 0;
+  if (table.aligned[t]) {
+    const int64_t packs = n / P;
+    head = packs * P;
+    for (int64_t q = first; q < packs; q += stride) {
+      V v = reinterpret_cast<const V*>(x)[q];
+#pragma unroll
+      for (int l = 0; l < P; ++l) v.v[l] = from_acc<T>(mul_rn(to_acc(v.v[l]), factor));
+      reinterpret_cast<V*>(x)[q] = v;
+    }
+  }
+  for (int64_t i = head + first; i < n; i += stride)
+    x[i] = from_acc<T>(mul_rn(to_acc(x[i]), factor));
+}
+
+template <class T>
+void scale_inplace_multi(const kernels::MutableArray* xs, int64_t count, double factor) {
+  const acc_t<T> f = static_cast<acc_t<T>>(factor);
+  multi_tensor_batches(
+      count, [&](int64_t i) { return xs[i].n > 0; },
+      [&](const std::vector<int64_t>& batch) {
+        ScaleMultiTable<T> table{};
+        table.count = static_cast<int>(batch.size());
+        int blocks = 0;
+        for (int k = 0; k < table.count; ++k) {
+          table.x[k] = static_cast<T*>(xs[batch[k]].data);
+          table.n[k] = xs[batch[k]].n;
+          table.aligned[k] = aligned16(table.x[k]);
+          table.block_start[k] = blocks;
+          blocks +=
+              elementwise_blocks(table.aligned[k] ? ceil_div(table.n[k], kVec<T>) : table.n[k]);
+        }
+        table.block_start[table.count] = blocks;
+        scale_inplace_multi_kernel<T><<<blocks, kThreads, 0, stream()>>>(table, f);
+        GRADUS_CUDA_CHECK_LAUNCH("scale_inplace_multi");
+      });
+}
+
 }  // namespace
 
 GRADUS_REGISTER_CUDA_KERNEL_F32_F64(kernels::kSgdStep, sgd_step);
 GRADUS_REGISTER_CUDA_KERNEL_F32_F64(kernels::kAdamStep, adam_step);
 GRADUS_REGISTER_CUDA_KERNEL(kernels::kNormPowSum, norm_pow_sum);
 GRADUS_REGISTER_CUDA_KERNEL(kernels::kScaleInplace, scale_inplace);
+GRADUS_REGISTER_CUDA_KERNEL_F32_F64(kernels::kAdamMultiStep, adam_multi_step);
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kNormPowSumMulti, norm_pow_sum_multi);
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kScaleInplaceMulti, scale_inplace_multi);
 
 }  // namespace gradus::cuda

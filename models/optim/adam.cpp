@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "kernels/optim.h"
 #include "kernels/registry.h"
 
 namespace gradus {
@@ -43,16 +42,7 @@ AdamW::AdamW(std::vector<Tensor> params, double lr, double weight_decay, AdamOpt
 
 std::vector<std::string> Adam::buffer_names() const { return {kExpAvg, kExpAvgSq}; }
 
-void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
-                  ParamState& state) {
-  // Resolved first, so that a dtype without a kernel fails before any state is created.
-  static const kernels::KernelRef<kernels::AdamStepFn> k(kernels::kAdamStep);
-  const kernels::AdamStepFn fn = k(param.device(), param.dtype());
-  Tensor& m = state.buffers[kExpAvg];
-  Tensor& v = state.buffers[kExpAvgSq];
-  if (!m.defined()) m = zeros_like(param);
-  if (!v.defined()) v = zeros_like(param);
-
+kernels::AdamStepParams Adam::step_params(const ParamGroup& group, const ParamState& state) const {
   // Scalars in double, as PyTorch computes them in Python floats.
   const double t = static_cast<double>(state.step);
   kernels::AdamStepParams p;
@@ -64,7 +54,55 @@ void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& gr
   p.decoupled_weight_decay = options_.decoupled_weight_decay;
   p.step_size = group.lr / (1.0 - std::pow(options_.beta1, t));
   p.bias_correction2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, t));
-  fn(param.raw_data(), grad.raw_data(), m.raw_data(), v.raw_data(), param.numel(), p);
+  return p;
+}
+
+std::pair<Tensor, Tensor> Adam::moments(const Tensor& param, ParamState& state) {
+  Tensor& m = state.buffers[kExpAvg];
+  Tensor& v = state.buffers[kExpAvgSq];
+  if (!m.defined()) m = zeros_like(param);
+  if (!v.defined()) v = zeros_like(param);
+  return {m, v};
+}
+
+void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
+                  ParamState& state) {
+  // Resolved first, so that a dtype without a kernel fails before any state is created.
+  static const kernels::KernelRef<kernels::AdamStepFn> k(kernels::kAdamStep);
+  const kernels::AdamStepFn fn = k(param.device(), param.dtype());
+  const auto [m, v] = moments(param, state);
+  fn(param.raw_data(), grad.raw_data(), m.raw_data(), v.raw_data(), param.numel(),
+     step_params(group, state));
+}
+
+void Adam::update_all(const std::vector<PendingUpdate>& updates) {
+  static const kernels::KernelRef<kernels::AdamMultiStepFn> k(kernels::kAdamMultiStep);
+  // Buckets of one (device, dtype), each in parameter order; every kernel is resolved before any
+  // state is created.
+  std::vector<std::vector<const PendingUpdate*>> buckets;
+  std::vector<kernels::AdamMultiStepFn> fns;
+  for (const PendingUpdate& u : updates) {
+    size_t b = 0;
+    while (b < buckets.size() && !(buckets[b][0]->param.device() == u.param.device() &&
+                                   buckets[b][0]->param.dtype() == u.param.dtype()))
+      ++b;
+    if (b == buckets.size()) {
+      fns.push_back(k(u.param.device(), u.param.dtype()));
+      buckets.emplace_back();
+    }
+    buckets[b].push_back(&u);
+  }
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    std::vector<kernels::AdamMultiTensor> tensors;
+    tensors.reserve(buckets[b].size());
+    for (const PendingUpdate* u : buckets[b]) {
+      const auto [m, v] = moments(u->param, *u->state);
+      tensors.push_back(kernels::AdamMultiTensor{u->param.raw_data(), u->grad.raw_data(),
+                                                 m.raw_data(), v.raw_data(), u->param.numel(),
+                                                 step_params(*u->group, *u->state)});
+    }
+    fns[b](tensors.data(), static_cast<int64_t>(tensors.size()));
+  }
 }
 
 }  // namespace gradus

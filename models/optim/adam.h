@@ -3,6 +3,7 @@
 // is not provided. Formulas in docs/optimizers.md.
 #pragma once
 
+#include "kernels/optim.h"
 #include "models/optim/optimizer.h"
 
 namespace gradus {
@@ -28,9 +29,17 @@ class Adam : public Optimizer {
   Adam(std::vector<ParamGroup> groups, AdamOptions options, std::string name);
   void update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
               ParamState& state) override;
+  // One adam_multi_step call per (device, dtype) of the parameters: same results as update() on
+  // each, in a few launches.
+  void update_all(const std::vector<PendingUpdate>& updates) override;
   std::vector<std::string> buffer_names() const override;
 
  private:
+  // The kernel's scalars for a parameter at state.step (computed in double, as PyTorch does).
+  kernels::AdamStepParams step_params(const ParamGroup& group, const ParamState& state) const;
+  // The state's exp_avg and exp_avg_sq, created as zeros at the first update.
+  static std::pair<Tensor, Tensor> moments(const Tensor& param, ParamState& state);
+
   AdamOptions options_;
 };
 

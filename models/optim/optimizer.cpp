@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "autodiff/tape.h"
+#include "core/env_switch.h"
 
 namespace gradus {
 
@@ -108,7 +109,8 @@ void Optimizer::step() {
   for (size_t g = 0; g < groups_.size(); ++g) state_[g].resize(groups_[g].params.size());
 
   NoGradGuard no_grad;
-  ++step_count_;
+  // Every gradient is checked before any parameter or state changes.
+  std::vector<std::pair<size_t, size_t>> with_grad;  // (group, param) in parameter order
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const ParamGroup& group = groups_[gi];
     for (size_t pi = 0; pi < group.params.size(); ++pi) {
@@ -119,20 +121,45 @@ void Optimizer::step() {
                        grad.shape() == param.shape(),
                    name_, "gradient {} does not match parameter {} of {} ({})", grad.describe(), pi,
                    group_label(group, gi), param.describe());
-      ParamState& st = state_[gi][pi];
-      ++st.step;
-      const Tensor g = raw_contiguous(grad);
-      if (param.is_contiguous()) {
-        update(group, param, g, st);
-      } else {
-        // The kernels want contiguous memory: update a packed copy and write it back.
-        Tensor work = raw_clone(param);
-        update(group, work, g, st);
-        raw_copy_(param, work);
-      }
+      with_grad.emplace_back(gi, pi);
     }
   }
+  ++step_count_;
+  std::vector<PendingUpdate> updates;
+  updates.reserve(with_grad.size());
+  for (const auto& [gi, pi] : with_grad) {
+    const Tensor& param = groups_[gi].params[pi];
+    ParamState& st = state_[gi][pi];
+    ++st.step;
+    // The kernels want contiguous memory: a strided parameter is updated in a packed copy that is
+    // written back below.
+    updates.push_back(PendingUpdate{&groups_[gi], param.is_contiguous() ? param : raw_clone(param),
+                                    raw_contiguous(param.grad()), &st});
+  }
+  if (fused_optimizer_enabled()) {
+    update_all(updates);
+  } else {
+    for (const PendingUpdate& u : updates) update(*u.group, u.param, u.grad, *u.state);
+  }
+  for (size_t i = 0; i < updates.size(); ++i) {
+    const Tensor& param = groups_[with_grad[i].first].params[with_grad[i].second];
+    if (!param.is_contiguous()) raw_copy_(param, updates[i].param);
+  }
 }
+
+void Optimizer::update_all(const std::vector<PendingUpdate>& updates) {
+  for (const PendingUpdate& u : updates) update(*u.group, u.param, u.grad, *u.state);
+}
+
+namespace {
+EnvSwitch& fused_optimizer_switch() {
+  static EnvSwitch on("GRADUS_FUSED_OPTIMIZER");
+  return on;
+}
+}  // namespace
+
+void set_fused_optimizer(bool on) { fused_optimizer_switch().set(on); }
+bool fused_optimizer_enabled() { return fused_optimizer_switch().on(); }
 
 void Optimizer::to(Device device) {
   for (auto& group_state : state_)

@@ -33,6 +33,14 @@ struct ParamState {
   int64_t step = 0;
 };
 
+// On by default: step() hands all of a step's updates to the optimiser at once, which runs its
+// multi-tensor kernel (a few launches per step on the GPU), and grad_norm / clip_grad_norm read
+// every gradient in one call per (device, dtype). GRADUS_FUSED_OPTIMIZER=0 in the environment (or
+// set_fused_optimizer(false)) runs the per-parameter kernels instead, to time or check the fusion;
+// the results are bit-identical either way. Thread-safe.
+void set_fused_optimizer(bool on);
+bool fused_optimizer_enabled();
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -79,6 +87,18 @@ class Optimizer {
   // update.
   virtual void update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
                       ParamState& state) = 0;
+
+  // One parameter's part of a step, as update() receives it.
+  struct PendingUpdate {
+    const ParamGroup* group;
+    Tensor param;  // contiguous: the parameter itself or its packed work copy
+    Tensor grad;   // contiguous, same dtype and device
+    ParamState* state;
+  };
+  // Applies every update of this step, in parameter order (step() writes work copies back after
+  // it). The default calls update() for each; an optimiser with a multi-tensor kernel overrides it
+  // to update many parameters per launch. Used while fused_optimizer_enabled().
+  virtual void update_all(const std::vector<PendingUpdate>& updates);
   // The buffers this optimiser keeps per parameter (for load_state_tensors).
   virtual std::vector<std::string> buffer_names() const = 0;
 

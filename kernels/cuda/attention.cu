@@ -2,9 +2,11 @@
 // the CPU reference: kernels/cpu/attention.cpp). Neither path keeps the (Tq, Tk) scores: the
 // forward saves one log-sum-exp per query row, and the backward rebuilds P = exp(S - lse) from it.
 //
-// Three kernel families, chosen by GRADUS_ATTENTION_KERNEL (kernels/cuda/attention_select.h):
+// Four kernel families, chosen by GRADUS_ATTENTION_KERNEL (kernels/cuda/attention_select.h):
 // - blocked (the default): blocks of query rows through cuBLAS batched products and a warp-per-row
 //   softmax, any dtype and head size (kernels/cuda/attention_blocked.cu);
+// - flash: the tensor-core flash forward for bf16 with D 64 or 128 (kernels/cuda/attention_flash.cu),
+//   blocked for everything else and for the backward;
 // - reference: one warp per (b, h, row), any head_dim, f32 / f64 / bf16. Every score is a warp-wide
 //   dot product; the forward makes a pass for the row maximum, one for the sum, and one per 128
 //   channels for the output, so it is plainly the definition of softmax(S) V.
@@ -25,6 +27,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/cuda/attention_blocked.h"
+#include "kernels/cuda/attention_flash.h"
 #include "kernels/cuda/attention_select.h"
 #include "kernels/cuda/common.cuh"
 
@@ -623,7 +626,13 @@ void attention_forward(const AttentionShape& s, AttentionOperand q_, AttentionOp
   kernels::check_attention_shape(s, "attention_forward");
   const Geometry g = geometry_of(s);
   if (g.batch * g.heads * g.t_q == 0) return;
-  if (kernels::attention_kernel_choice() == kernels::AttentionKernelChoice::blocked)
+  const kernels::AttentionKernelChoice choice = kernels::attention_kernel_choice();
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (choice == kernels::AttentionKernelChoice::flash && flash_forward_applies(g.d))
+      return attention_forward_flash(s, q_, k_, v_, out_, lse_);
+  }
+  if (choice == kernels::AttentionKernelChoice::blocked ||
+      choice == kernels::AttentionKernelChoice::flash)
     return attention_forward_blocked<T>(s, q_, k_, v_, out_, lse_);
   const auto q = rows_of<T>(q_), k = rows_of<T>(k_), v = rows_of<T>(v_);
   const auto out = rows_of<T>(out_);
@@ -677,7 +686,9 @@ void attention_backward(const AttentionShape& s, AttentionOperand q_, AttentionO
   const Geometry g = geometry_of(s);
   const int64_t heads = g.batch * g.heads;
   if (heads == 0) return;
-  if (kernels::attention_kernel_choice() == kernels::AttentionKernelChoice::blocked)
+  const kernels::AttentionKernelChoice choice = kernels::attention_kernel_choice();
+  if (choice == kernels::AttentionKernelChoice::blocked ||
+      choice == kernels::AttentionKernelChoice::flash)
     return attention_backward_blocked<T>(s, q_, k_, v_, out_, grad_out_, lse_, delta_, grad_q_,
                                          grad_k_, grad_v_);
   const auto q = rows_of<T>(q_), k = rows_of<T>(k_), v = rows_of<T>(v_), out = rows_of<T>(out_);

@@ -2,8 +2,10 @@
 // forces the one-warp-per-row reference kernels; "tiled" runs the flash-style SIMT tiled kernels
 // where they apply (f32 and bf16 with D 64 or 128) and the reference elsewhere; "blocked" (the
 // default, also when unset or empty) runs blocks of query rows through cuBLAS batched products
-// (kernels/cuda/attention_blocked.h: tensor cores for bf16), any dtype and head size. Anything else
-// is an error naming the variable and the accepted values.
+// (kernels/cuda/attention_blocked.h: tensor cores for bf16), any dtype and head size; "flash" runs
+// the tensor-core flash forward (kernels/cuda/attention_flash.h: bf16, D 64 or 128, sm_80 or later)
+// where it applies and the blocked kernels everywhere else, backward included. Anything else is an
+// error naming the variable and the accepted values.
 //
 // The variable is read once, on the first launch, so a run cannot change kernels half-way; a test
 // that compares both kernels sets it and calls reload_attention_kernel_choice(). Header-only (no
@@ -19,7 +21,7 @@
 
 namespace gradus::kernels {
 
-enum class AttentionKernelChoice { reference, tiled, blocked };
+enum class AttentionKernelChoice { reference, tiled, blocked, flash };
 
 // value: the variable's text, nullptr when unset.
 inline AttentionKernelChoice parse_attention_kernel_choice(const char* value) {
@@ -27,8 +29,9 @@ inline AttentionKernelChoice parse_attention_kernel_choice(const char* value) {
   if (v.empty() || v == "blocked") return AttentionKernelChoice::blocked;
   if (v == "tiled") return AttentionKernelChoice::tiled;
   if (v == "reference") return AttentionKernelChoice::reference;
+  if (v == "flash") return AttentionKernelChoice::flash;
   GRADUS_FAIL("GRADUS_ATTENTION_KERNEL",
-              "expected \"blocked\", \"tiled\" or \"reference\", found \"{}\"", v);
+              "expected \"blocked\", \"flash\", \"tiled\" or \"reference\", found \"{}\"", v);
 }
 
 namespace detail {

@@ -1,7 +1,7 @@
 // CPU/GPU parity of the fused attention kernels themselves (kernels/attention.h), called through
-// the kernel registry on CPU tensors and on device tensors: the three CUDA kernel families (the
-// warp-per-row reference, the flash-style tiled kernels and the cuBLAS blocked kernels, chosen with
-// GRADUS_ATTENTION_KERNEL),
+// the kernel registry on CPU tensors and on device tensors: the four CUDA kernel families (the
+// warp-per-row reference, the flash-style tiled kernels, the cuBLAS blocked kernels and the
+// tensor-core flash forward, chosen with GRADUS_ATTENTION_KERNEL),
 // f32, bf16 and f64, causal or not, Tk > Tq, sequence lengths that are no multiple of a tile, head
 // sizes the tiled kernels take (64, 128) and one they leave to the reference (24), and operands
 // read and written in the (B, T, H, D) storage of projections split into heads, with padded rows
@@ -208,9 +208,9 @@ void check_case(ParityRun& run, const AttentionCase& c, DType dtype) {
 }
 
 // Every case with each kernel family forced (tiled falls back to the reference where it does not
-// apply).
+// apply, flash to blocked: its tensor-core forward runs the bf16 cases with D 64 and 128).
 void check_all_cases(ParityRun& run, DType dtype) {
-  for (const char* kernel : {"reference", "tiled", "blocked"}) {
+  for (const char* kernel : {"reference", "tiled", "blocked", "flash"}) {
     SCOPED_TRACE(fmt::format("GRADUS_ATTENTION_KERNEL={}", kernel));
     AttentionKernelGuard guard{std::string(kernel)};
     for (const AttentionCase& c : attention_cases()) check_case(run, c, dtype);
@@ -259,9 +259,11 @@ TEST(AttentionKernelChoice, parses_the_variable) {
   EXPECT_EQ(kernels::parse_attention_kernel_choice("blocked"), AttentionKernelChoice::blocked);
   EXPECT_EQ(kernels::parse_attention_kernel_choice("tiled"), AttentionKernelChoice::tiled);
   EXPECT_EQ(kernels::parse_attention_kernel_choice("reference"), AttentionKernelChoice::reference);
+  EXPECT_EQ(kernels::parse_attention_kernel_choice("flash"), AttentionKernelChoice::flash);
   const std::string message =
-      testing::error_message([] { kernels::parse_attention_kernel_choice("flash"); });
+      testing::error_message([] { kernels::parse_attention_kernel_choice("fast"); });
   EXPECT_NE(message.find("GRADUS_ATTENTION_KERNEL"), std::string::npos) << message;
+  EXPECT_NE(message.find("\"fast\""), std::string::npos) << message;
   EXPECT_NE(message.find("\"flash\""), std::string::npos) << message;
   {
     AttentionKernelGuard guard(std::string("reference"));

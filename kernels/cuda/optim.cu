@@ -5,8 +5,6 @@
 // from contracting a * b + c into a fused multiply-add, so a step matches the CPU (and PyTorch's
 // op-by-op rounding) bit for bit. Elementwise kernels take 16 bytes of each array per thread step
 // when every pointer allows it, and the last n % pack elements one by one.
-#include "kernels/optim.h"
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -14,6 +12,7 @@
 #include "core/tensor.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/rounded.cuh"
+#include "kernels/optim.h"
 
 namespace gradus::cuda {
 namespace {
@@ -149,22 +148,28 @@ __device__ __forceinline__ void adam_one(T& param, T grad, T& m, T& v, const Ada
   param = sub_rn(x, mul_rn(c.step_size, div_rn(mi, denom)));
 }
 
+// Pack q (P elements) of each array, updated by adam_one: the per-tensor and the multi-tensor
+// kernels share it, so an element gets the same operations whichever runs.
+template <class T, int P>
+__device__ __forceinline__ void adam_pack(T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+                                          int64_t q, const AdamCoeffs<T>& c) {
+  using V = Pack<T, P>;
+  V p = reinterpret_cast<const V*>(param)[q];
+  const V g = reinterpret_cast<const V*>(grad)[q];
+  V m = reinterpret_cast<const V*>(exp_avg)[q];
+  V v = reinterpret_cast<const V*>(exp_avg_sq)[q];
+#pragma unroll
+  for (int l = 0; l < P; ++l) adam_one(p.v[l], g.v[l], m.v[l], v.v[l], c);
+  reinterpret_cast<V*>(param)[q] = p;
+  reinterpret_cast<V*>(exp_avg)[q] = m;
+  reinterpret_cast<V*>(exp_avg_sq)[q] = v;
+}
+
 // param, grad, exp_avg, exp_avg_sq: (packs * P).
 template <class T, int P>
 __global__ void adam_step_kernel(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t packs,
                                  AdamCoeffs<T> c) {
-  using V = Pack<T, P>;
-  GRADUS_CUDA_LOOP(q, packs) {
-    V p = reinterpret_cast<const V*>(param)[q];
-    const V g = reinterpret_cast<const V*>(grad)[q];
-    V m = reinterpret_cast<const V*>(exp_avg)[q];
-    V v = reinterpret_cast<const V*>(exp_avg_sq)[q];
-#pragma unroll
-    for (int l = 0; l < P; ++l) adam_one(p.v[l], g.v[l], m.v[l], v.v[l], c);
-    reinterpret_cast<V*>(param)[q] = p;
-    reinterpret_cast<V*>(exp_avg)[q] = m;
-    reinterpret_cast<V*>(exp_avg_sq)[q] = v;
-  }
+  GRADUS_CUDA_LOOP(q, packs) adam_pack<T, P>(param, grad, exp_avg, exp_avg_sq, q, c);
 }
 
 // The coefficients in double, rounded once to T, as the CPU computes them.
@@ -224,7 +229,6 @@ static_assert(sizeof(AdamMultiTable<double>) < 4096, "kernel parameters must sta
 template <class T>
 __global__ void adam_multi_step_kernel(AdamMultiTable<T> table) {
   constexpr int P = kVec<T>;
-  using V = Pack<T, P>;
   const int t = multi_tensor_of_block(table.block_start, table.count);
   const int64_t first =
       static_cast<int64_t>(blockIdx.x - table.block_start[t]) * blockDim.x + threadIdx.x;
@@ -240,17 +244,7 @@ __global__ void adam_multi_step_kernel(AdamMultiTable<T> table) {
   if (table.aligned[t]) {
     const int64_t packs = n / P;
     head = packs * P;
-    for (int64_t q = first; q < packs; q += stride) {
-      V pp = reinterpret_cast<const V*>(param)[q];
-      const V gp = reinterpret_cast<const V*>(grad)[q];
-      V mp = reinterpret_cast<const V*>(m)[q];
-      V vp = reinterpret_cast<const V*>(v)[q];
-#pragma unroll
-      for (int l = 0; l < P; ++l) adam_one(pp.v[l], gp.v[l], mp.v[l], vp.v[l], c);
-      reinterpret_cast<V*>(param)[q] = pp;
-      reinterpret_cast<V*>(m)[q] = mp;
-      reinterpret_cast<V*>(v)[q] = vp;
-    }
+    for (int64_t q = first; q < packs; q += stride) adam_pack<T, P>(param, grad, m, v, q, c);
   }
   for (int64_t i = head + first; i < n; i += stride) adam_one(param[i], grad[i], m[i], v[i], c);
 }

@@ -5,8 +5,8 @@
 // Four kernel families, chosen by GRADUS_ATTENTION_KERNEL (kernels/cuda/attention_select.h):
 // - blocked (the default): blocks of query rows through cuBLAS batched products and a warp-per-row
 //   softmax, any dtype and head size (kernels/cuda/attention_blocked.cu);
-// - flash: the tensor-core flash forward for bf16 with D 64 or 128 (kernels/cuda/attention_flash.cu),
-//   blocked for everything else and for the backward;
+// - flash: the tensor-core flash kernels (forward and backward) for bf16 with D 64 or 128
+//   (kernels/cuda/attention_flash.cu), blocked for everything else;
 // - reference: one warp per (b, h, row), any head_dim, f32 / f64 / bf16. Every score is a warp-wide
 //   dot product; the forward makes a pass for the row maximum, one for the sum, and one per 128
 //   channels for the output, so it is plainly the definition of softmax(S) V.
@@ -628,7 +628,7 @@ void attention_forward(const AttentionShape& s, AttentionOperand q_, AttentionOp
   if (g.batch * g.heads * g.t_q == 0) return;
   const kernels::AttentionKernelChoice choice = kernels::attention_kernel_choice();
   if constexpr (std::is_same_v<T, bf16>) {
-    if (choice == kernels::AttentionKernelChoice::flash && flash_forward_applies(g.d))
+    if (choice == kernels::AttentionKernelChoice::flash && flash_attention_applies(g.d))
       return attention_forward_flash(s, q_, k_, v_, out_, lse_);
   }
   if (choice == kernels::AttentionKernelChoice::blocked ||
@@ -687,6 +687,11 @@ void attention_backward(const AttentionShape& s, AttentionOperand q_, AttentionO
   const int64_t heads = g.batch * g.heads;
   if (heads == 0) return;
   const kernels::AttentionKernelChoice choice = kernels::attention_kernel_choice();
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (choice == kernels::AttentionKernelChoice::flash && flash_attention_applies(g.d))
+      return attention_backward_flash(s, q_, k_, v_, out_, grad_out_, lse_, delta_, grad_q_,
+                                      grad_k_, grad_v_);
+  }
   if (choice == kernels::AttentionKernelChoice::blocked ||
       choice == kernels::AttentionKernelChoice::flash)
     return attention_backward_blocked<T>(s, q_, k_, v_, out_, grad_out_, lse_, delta_, grad_q_,

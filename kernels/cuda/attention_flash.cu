@@ -1,8 +1,8 @@
-// Flash attention forward on the tensor cores (see kernels/cuda/attention_flash.h), bf16 operands
-// with f32 accumulation, head size D of 64 or 128.
+// Flash attention on the tensor cores (see kernels/cuda/attention_flash.h), bf16 operands with f32
+// accumulation, head size D of 64 or 128: the forward here, the backward further down.
 //
-// A block of 4 warps owns 64 query rows of one (b, h); warp w owns rows [16 w, 16 w + 16). For each
-// tile of 64 keys the block can see (causal: up to its last row's diagonal):
+// Forward: a block of 4 warps owns 64 query rows of one (b, h); warp w owns rows [16 w, 16 w + 16).
+// For each tile of 64 keys the block can see (causal: up to its last row's diagonal):
 //   S_w  = Q_w K_tile^T          wmma 16x16x16, bf16 in, f32 out, into shared memory (16, 64)
 //   m, l online softmax          two lanes per row: m_new = max(m, max_j scale S), alpha =
 //                                exp(m - m_new), P = exp(scale S - m_new) rounded to bf16,
@@ -27,6 +27,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/attention_flash.h"
 #include "kernels/cuda/common.cuh"
@@ -221,6 +222,285 @@ __global__ void __launch_bounds__(kFlashThreads)
 #endif
 }
 
+// ---- backward ----
+//
+// Two kernels, as the tiled family, so that every gradient element has one writer (no atomics):
+//   grad_q:         a block per (b, h, 64-query tile), the key tiles it sees streamed; it also
+//                   writes delta = rowsum(grad_out * out) for its rows, which the second kernel
+//                   reads. Per key tile, warp w (query rows [16 w, 16 w + 16)):
+//                     S = Q_w K^T, dP = dO_w V^T (wmma, f32, shared memory (16, 64) each),
+//                     dS = P (dP - delta) with P = exp(scale S - lse), rounded to bf16,
+//                     dQ_w += dS K (wmma, f32 accumulator fragments, in registers across tiles).
+//   grad_k, grad_v: a block per (b, h, 64-key tile), the query tiles that see it streamed in
+//                   ascending order; warp w owns key rows [16 w, 16 w + 16):
+//                     S^T = K_w Q^T, dP^T = V_w dO^T, P^T and dS^T as above (bf16),
+//                     dV_w += P^T dO, dK_w += dS^T Q (accumulator fragments).
+// No rescaling happens in the backward (P comes from the saved lse), so the accumulators stay in
+// wmma fragments; S and dP go through shared memory for the elementwise step, whose lanes must know
+// each element's row and column. grad_q and grad_k are scaled once at the end; results round once
+// to bf16. Causal: the grad_q block stops at its last row's diagonal, the grad_k / grad_v block
+// starts at the first query tile that sees its first key.
+//
+// Shared memory (bytes): four (64, D + 8) bf16 tiles (the block's own two operands, the two it
+// streams), S and dP (4, 16, 68) f32, P and dS (4, 16, 72) bf16, lse and delta (64) f32; the final
+// f32 staging of the accumulators reuses the streamed tiles. 90.6 KiB at D 64, 123.6 KiB at D 128.
+template <int D>
+struct FlashBackwardLayout {
+  static constexpr int ld_in = D + 8;
+  static constexpr int ld_s = kFlashKeys + 4;
+  static constexpr int ld_p = kFlashKeys + 8;
+  static constexpr int ld_o = D + 4;
+  static constexpr int round32(int bytes) { return (bytes + 31) / 32 * 32; }
+  static constexpr int tile_bytes = round32(64 * ld_in * 2);
+  static constexpr int own_a = 0, own_b = tile_bytes, streamed_a = 2 * tile_bytes,
+                       streamed_b = 3 * tile_bytes;
+  static constexpr int s = 4 * tile_bytes;
+  static constexpr int dp = s + round32(kFlashRows * ld_s * 4);
+  static constexpr int p = dp + round32(kFlashRows * ld_s * 4);
+  static constexpr int ds = p + round32(kFlashRows * ld_p * 2);
+  static constexpr int stats = ds + round32(kFlashRows * ld_p * 2);  // lse, delta: (2, 64) f32
+  static constexpr int bytes = stats + 2 * kFlashRows * 4;
+  static_assert(2 * tile_bytes >= kFlashRows * ld_o * 4, "the f32 staging fits the streamed tiles");
+};
+
+// The operand's head (b, h), typed.
+template <class Op>
+__device__ __forceinline__ auto flash_head(const Op& x, int64_t b, int64_t h) {
+  using P = std::conditional_t<std::is_same_v<Op, kernels::AttentionOutput>, bf16*, const bf16*>;
+  return static_cast<P>(x.data) + b * x.stride_b + h * x.stride_h;
+}
+
+// acc (16, 16) += a (16, 64, row-major, lda) x b, where b is (64, 16) at column n0 of a (64, D)
+// row-major tile (ldb): the four k-steps of one output tile.
+__device__ __forceinline__ void mma_16x64_by_64x16(
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>& acc, const bf16* a,
+    int lda, const bf16* b, int ldb) {
+  namespace wmma = nvcuda::wmma;
+  for (int kk = 0; kk < kFlashKeys / 16; ++kk) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
+    wmma::load_matrix_sync(fa, a + kk * 16, lda);
+    wmma::load_matrix_sync(fb, b + kk * 16 * ldb, ldb);
+    wmma::mma_sync(acc, fa, fb, acc);
+  }
+}
+
+// out (16, 64) f32 row-major (ldo) = a (16, D) x b^T, with a and b row-major (ld) tiles whose
+// rows are a's rows and b's 64 rows: the score-shaped products Q K^T, dO V^T and their transposes.
+template <int D>
+__device__ __forceinline__ void mma_rows_by_rows_t(const bf16* a, const bf16* b, int ld, float* out,
+                                                   int ldo) {
+  namespace wmma = nvcuda::wmma;
+  for (int n = 0; n < kFlashKeys / 16; ++n) {
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.0f);
+    for (int kk = 0; kk < D / 16; ++kk) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
+      wmma::load_matrix_sync(fa, a + kk * 16, ld);
+      wmma::load_matrix_sync(fb, b + n * 16 * ld + kk * 16, ld);
+      wmma::mma_sync(acc, fa, fb, acc);
+    }
+    wmma::store_matrix_sync(out + n * 16, acc, ldo, wmma::mem_row_major);
+  }
+}
+
+// The warp's (16, D) accumulators, times `scale`, into rows [r0, r0 + 16) of one head of `out`
+// (rows at or past `rows` are not stored), through the f32 staging (16, D + 4) of this warp.
+template <int D>
+__device__ void store_accumulators(
+    const nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> (&acc)[D / 16],
+    float* staging, bf16* out, int64_t stride_t, int64_t r0, int64_t rows, float scale) {
+  namespace wmma = nvcuda::wmma;
+  constexpr int ld_o = D + 4;
+  for (int n = 0; n < D / 16; ++n)
+    wmma::store_matrix_sync(staging + n * 16, acc[n], ld_o, wmma::mem_row_major);
+  __syncwarp();
+  for (int e = threadIdx.x % 32; e < 16 * D; e += 32) {
+    const int r = e / D, c = e % D;
+    if (r0 + r < rows)
+      out[(r0 + r) * stride_t + c] = __float2bfloat16_rn(scale * staging[r * ld_o + c]);
+  }
+  __syncwarp();
+}
+
+// q, out, grad_out: (B, H, Tq, D), k, v: (B, H, Tk, D) through their strides; lse, delta: (B, H,
+// Tq) contiguous f32 (delta written here); grad_q: (B, H, Tq, D). A block per (b, h, 64-query
+// tile), the tiles with the most keys first.
+template <int D>
+__global__ void __launch_bounds__(kFlashThreads)
+    attention_grad_q_flash_kernel(kernels::AttentionShape s, kernels::AttentionOperand q_op,
+                                  kernels::AttentionOperand k_op, kernels::AttentionOperand v_op,
+                                  kernels::AttentionOperand out_op,
+                                  kernels::AttentionOperand grad_out_op, const float* lse,
+                                  float* delta, kernels::AttentionOutput grad_q_op, bool packed) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  namespace wmma = nvcuda::wmma;
+  using L = FlashBackwardLayout<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* q_tile = reinterpret_cast<bf16*>(smem + L::own_a);
+  bf16* go_tile = reinterpret_cast<bf16*>(smem + L::own_b);
+  bf16* k_tile = reinterpret_cast<bf16*>(smem + L::streamed_a);
+  bf16* v_tile = reinterpret_cast<bf16*>(smem + L::streamed_b);
+  float* lse_row = reinterpret_cast<float*>(smem + L::stats);
+  float* delta_row = lse_row + kFlashRows;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* s_w = reinterpret_cast<float*>(smem + L::s) + warp * kWarpRows * L::ld_s;
+  float* dp_w = reinterpret_cast<float*>(smem + L::dp) + warp * kWarpRows * L::ld_s;
+  bf16* ds_w = reinterpret_cast<bf16*>(smem + L::ds) + warp * kWarpRows * L::ld_p;
+  float* staging = reinterpret_cast<float*>(smem + L::streamed_a) + warp * kWarpRows * L::ld_o;
+  const float scale = static_cast<float>(s.scale);
+  const int64_t heads = s.batch * s.heads;
+  const int64_t q_tiles = (s.t_q + kFlashRows - 1) / kFlashRows;
+  const int64_t offset = s.t_k - s.t_q;
+
+  for (int64_t tile = blockIdx.x; tile < heads * q_tiles; tile += gridDim.x) {
+    const int64_t bh = tile % heads, b = bh / s.heads, h = bh % s.heads;
+    const int64_t q0 = (q_tiles - 1 - tile / heads) * kFlashRows;
+    const int64_t last_row = (q0 + kFlashRows < s.t_q ? q0 + kFlashRows : s.t_q) - 1;
+    const int64_t keys = s.causal && last_row + offset + 1 < s.t_k ? last_row + offset + 1 : s.t_k;
+    const bf16* out = flash_head(out_op, b, h);
+    const bf16* grad_out = flash_head(grad_out_op, b, h);
+
+    __syncthreads();  // the previous tile's readers of the tiles and the staging are done
+    load_tile<D>(flash_head(q_op, b, h), q_op.stride_t, q0, s.t_q, packed, q_tile, L::ld_in);
+    load_tile<D>(grad_out, grad_out_op.stride_t, q0, s.t_q, packed, go_tile, L::ld_in);
+    {  // delta and lse of the warp's rows: lanes 2r and 2r + 1 each sum half of row r's channels
+      const int r = lane / 2, half = lane % 2;
+      const int64_t i = q0 + warp * kWarpRows + r;
+      float d = 0.0f;
+      if (i < s.t_q)
+        for (int c = half * (D / 2); c < (half + 1) * (D / 2); ++c)
+          d += __bfloat162float(grad_out[i * grad_out_op.stride_t + c]) *
+               __bfloat162float(out[i * out_op.stride_t + c]);
+      d += __shfl_xor_sync(0xffffffffu, d, 1);
+      if (half == 0) {
+        delta_row[warp * kWarpRows + r] = d;
+        lse_row[warp * kWarpRows + r] = i < s.t_q ? lse[bh * s.t_q + i] : 0.0f;
+        if (i < s.t_q) delta[bh * s.t_q + i] = d;
+      }
+    }
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> dq[D / 16];
+    for (int n = 0; n < D / 16; ++n) wmma::fill_fragment(dq[n], 0.0f);
+
+    for (int64_t k0 = 0; k0 < keys; k0 += kFlashKeys) {
+      __syncthreads();  // every warp is done with the previous K and V tiles
+      load_tile<D>(flash_head(k_op, b, h), k_op.stride_t, k0, s.t_k, packed, k_tile, L::ld_in);
+      load_tile<D>(flash_head(v_op, b, h), v_op.stride_t, k0, s.t_k, packed, v_tile, L::ld_in);
+      __syncthreads();
+      mma_rows_by_rows_t<D>(q_tile + warp * kWarpRows * L::ld_in, k_tile, L::ld_in, s_w, L::ld_s);
+      mma_rows_by_rows_t<D>(go_tile + warp * kWarpRows * L::ld_in, v_tile, L::ld_in, dp_w, L::ld_s);
+      __syncwarp();
+      {  // dS = P (dP - delta), P = exp(scale S - lse): lanes 2r and 2r + 1 share row r
+        const int r = lane / 2, half = lane % 2;
+        const int64_t i = q0 + warp * kWarpRows + r;
+        const float row_lse = lse_row[warp * kWarpRows + r];
+        const float row_delta = delta_row[warp * kWarpRows + r];
+        for (int c = half * 32; c < half * 32 + 32; ++c) {
+          const int64_t j = k0 + c;
+          const bool visible = i < s.t_q && j < s.t_k && (!s.causal || j <= i + offset);
+          const float p = visible ? expf(scale * s_w[r * L::ld_s + c] - row_lse) : 0.0f;
+          ds_w[r * L::ld_p + c] = __float2bfloat16_rn(p * (dp_w[r * L::ld_s + c] - row_delta));
+        }
+      }
+      __syncwarp();
+      for (int n = 0; n < D / 16; ++n)  // dQ_w += dS K: (16, 64) x (64, 16) per output tile
+        mma_16x64_by_64x16(dq[n], ds_w, L::ld_p, k_tile + n * 16, L::ld_in);
+    }
+    __syncthreads();  // the staging overwrites the K and V tiles
+    store_accumulators<D>(dq, staging, flash_head(grad_q_op, b, h), grad_q_op.stride_t,
+                          q0 + warp * kWarpRows, s.t_q, scale);
+  }
+#endif
+}
+
+// As above; grad_k, grad_v: (B, H, Tk, D). A block per (b, h, 64-key tile), the first key tiles
+// (seen by the most queries under a causal mask) first. delta comes from the grad_q kernel.
+template <int D>
+__global__ void __launch_bounds__(kFlashThreads)
+    attention_grad_kv_flash_kernel(kernels::AttentionShape s, kernels::AttentionOperand q_op,
+                                   kernels::AttentionOperand k_op, kernels::AttentionOperand v_op,
+                                   kernels::AttentionOperand grad_out_op, const float* lse,
+                                   const float* delta, kernels::AttentionOutput grad_k_op,
+                                   kernels::AttentionOutput grad_v_op, bool packed) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  namespace wmma = nvcuda::wmma;
+  using L = FlashBackwardLayout<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* k_tile = reinterpret_cast<bf16*>(smem + L::own_a);
+  bf16* v_tile = reinterpret_cast<bf16*>(smem + L::own_b);
+  bf16* q_tile = reinterpret_cast<bf16*>(smem + L::streamed_a);
+  bf16* go_tile = reinterpret_cast<bf16*>(smem + L::streamed_b);
+  float* lse_col = reinterpret_cast<float*>(smem + L::stats);
+  float* delta_col = lse_col + kFlashRows;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* s_w = reinterpret_cast<float*>(smem + L::s) + warp * kWarpRows * L::ld_s;
+  float* dp_w = reinterpret_cast<float*>(smem + L::dp) + warp * kWarpRows * L::ld_s;
+  bf16* p_w = reinterpret_cast<bf16*>(smem + L::p) + warp * kWarpRows * L::ld_p;
+  bf16* ds_w = reinterpret_cast<bf16*>(smem + L::ds) + warp * kWarpRows * L::ld_p;
+  float* staging = reinterpret_cast<float*>(smem + L::streamed_a) + warp * kWarpRows * L::ld_o;
+  const float scale = static_cast<float>(s.scale);
+  const int64_t heads = s.batch * s.heads;
+  const int64_t k_tiles = (s.t_k + kFlashKeys - 1) / kFlashKeys;
+  const int64_t offset = s.t_k - s.t_q;
+
+  for (int64_t tile = blockIdx.x; tile < heads * k_tiles; tile += gridDim.x) {
+    const int64_t bh = tile % heads, b = bh / s.heads, h = bh % s.heads;
+    const int64_t k0 = (tile / heads) * kFlashKeys;
+    // Causal: query i sees key k0 iff i >= k0 - offset.
+    const int64_t first_query = s.causal && k0 > offset ? k0 - offset : 0;
+    const bf16* q = flash_head(q_op, b, h);
+    const bf16* grad_out = flash_head(grad_out_op, b, h);
+
+    __syncthreads();  // the previous tile's readers of the tiles and the staging are done
+    load_tile<D>(flash_head(k_op, b, h), k_op.stride_t, k0, s.t_k, packed, k_tile, L::ld_in);
+    load_tile<D>(flash_head(v_op, b, h), v_op.stride_t, k0, s.t_k, packed, v_tile, L::ld_in);
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> dk[D / 16], dv[D / 16];
+    for (int n = 0; n < D / 16; ++n) {
+      wmma::fill_fragment(dk[n], 0.0f);
+      wmma::fill_fragment(dv[n], 0.0f);
+    }
+
+    for (int64_t q0 = first_query / kFlashRows * kFlashRows; q0 < s.t_q; q0 += kFlashRows) {
+      __syncthreads();  // every warp is done with the previous Q and dO tiles and statistics
+      load_tile<D>(q, q_op.stride_t, q0, s.t_q, packed, q_tile, L::ld_in);
+      load_tile<D>(grad_out, grad_out_op.stride_t, q0, s.t_q, packed, go_tile, L::ld_in);
+      for (int c = threadIdx.x; c < kFlashRows; c += kFlashThreads) {
+        const bool exists = q0 + c < s.t_q;
+        lse_col[c] = exists ? lse[bh * s.t_q + q0 + c] : 0.0f;
+        delta_col[c] = exists ? delta[bh * s.t_q + q0 + c] : 0.0f;
+      }
+      __syncthreads();
+      mma_rows_by_rows_t<D>(k_tile + warp * kWarpRows * L::ld_in, q_tile, L::ld_in, s_w, L::ld_s);
+      mma_rows_by_rows_t<D>(v_tile + warp * kWarpRows * L::ld_in, go_tile, L::ld_in, dp_w, L::ld_s);
+      __syncwarp();
+      {  // P^T and dS^T: lanes 2r and 2r + 1 share key row r, 32 queries each
+        const int r = lane / 2, half = lane % 2;
+        const int64_t j = k0 + warp * kWarpRows + r;
+        for (int c = half * 32; c < half * 32 + 32; ++c) {
+          const int64_t i = q0 + c;
+          const bool visible = i < s.t_q && j < s.t_k && (!s.causal || j <= i + offset);
+          const float p = visible ? expf(scale * s_w[r * L::ld_s + c] - lse_col[c]) : 0.0f;
+          p_w[r * L::ld_p + c] = __float2bfloat16_rn(p);
+          ds_w[r * L::ld_p + c] = __float2bfloat16_rn(p * (dp_w[r * L::ld_s + c] - delta_col[c]));
+        }
+      }
+      __syncwarp();
+      for (int n = 0; n < D / 16; ++n) {  // dV_w += P^T dO, dK_w += dS^T Q
+        mma_16x64_by_64x16(dv[n], p_w, L::ld_p, go_tile + n * 16, L::ld_in);
+        mma_16x64_by_64x16(dk[n], ds_w, L::ld_p, q_tile + n * 16, L::ld_in);
+      }
+    }
+    __syncthreads();  // the staging overwrites the Q and dO tiles
+    const int64_t r0 = k0 + warp * kWarpRows;
+    store_accumulators<D>(dk, staging, flash_head(grad_k_op, b, h), grad_k_op.stride_t, r0, s.t_k,
+                          scale);
+    store_accumulators<D>(dv, staging, flash_head(grad_v_op, b, h), grad_v_op.stride_t, r0, s.t_k,
+                          1.0f);
+  }
+#endif
+}
+
 // Whether every row of the operand is 16-byte aligned (its base and its strides).
 bool rows_aligned(const kernels::AttentionOperand& x) {
   return aligned16(x.data) && x.stride_b % 8 == 0 && x.stride_h % 8 == 0 && x.stride_t % 8 == 0;
@@ -244,9 +524,40 @@ void launch_flash(const kernels::AttentionShape& s, kernels::AttentionOperand q,
   GRADUS_CUDA_CHECK_LAUNCH("attention_forward_flash");
 }
 
+template <int D>
+void launch_flash_backward(const kernels::AttentionShape& s, kernels::AttentionOperand q,
+                           kernels::AttentionOperand k, kernels::AttentionOperand v,
+                           kernels::AttentionOperand out, kernels::AttentionOperand grad_out,
+                           const float* lse, float* delta, kernels::AttentionOutput grad_q,
+                           kernels::AttentionOutput grad_k, kernels::AttentionOutput grad_v) {
+  constexpr int bytes = FlashBackwardLayout<D>::bytes;
+  static const bool allowed = [] {
+    GRADUS_CUDA_CHECK(cudaFuncSetAttribute(attention_grad_q_flash_kernel<D>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    GRADUS_CUDA_CHECK(cudaFuncSetAttribute(attention_grad_kv_flash_kernel<D>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    return true;
+  }();
+  (void)allowed;
+  const bool packed =
+      rows_aligned(q) && rows_aligned(k) && rows_aligned(v) && rows_aligned(grad_out);
+  const int64_t heads = s.batch * s.heads;
+  if (s.t_q > 0) {  // grad_q, and delta for the second kernel
+    attention_grad_q_flash_kernel<D>
+        <<<grid_for(heads * ceil_div(s.t_q, kFlashRows)), kFlashThreads, bytes, stream()>>>(
+            s, q, k, v, out, grad_out, lse, delta, grad_q, packed);
+    GRADUS_CUDA_CHECK_LAUNCH("attention_grad_q_flash");
+  }
+  // grad_k and grad_v are written whole, zeros where no query sees a key (Tq = 0 included).
+  attention_grad_kv_flash_kernel<D>
+      <<<grid_for(heads * ceil_div(s.t_k, kFlashKeys)), kFlashThreads, bytes, stream()>>>(
+          s, q, k, v, grad_out, lse, delta, grad_k, grad_v, packed);
+  GRADUS_CUDA_CHECK_LAUNCH("attention_grad_kv_flash");
+}
+
 }  // namespace
 
-bool flash_forward_applies(int64_t head_dim) {
+bool flash_attention_applies(int64_t head_dim) {
   return (head_dim == 64 || head_dim == 128) && properties().major >= 8;
 }
 
@@ -254,7 +565,7 @@ void attention_forward_flash(const kernels::AttentionShape& s, kernels::Attentio
                              kernels::AttentionOperand k, kernels::AttentionOperand v,
                              kernels::AttentionOutput out, void* lse) {
   GRADUS_CHECK(
-      flash_forward_applies(s.head_dim), "attention_forward_flash",
+      flash_attention_applies(s.head_dim), "attention_forward_flash",
       "needs D 64 or 128 on a GPU of compute capability 8.0 or later, found D {} on sm_{}{}",
       s.head_dim, properties().major, properties().minor);
   if (s.batch * s.heads * s.t_q == 0) return;
@@ -262,6 +573,28 @@ void attention_forward_flash(const kernels::AttentionShape& s, kernels::Attentio
     launch_flash<64>(s, q, k, v, out, static_cast<float*>(lse));
   else
     launch_flash<128>(s, q, k, v, out, static_cast<float*>(lse));
+}
+
+}  // namespace gradus::cuda
+
+namespace gradus::cuda {
+
+void attention_backward_flash(const kernels::AttentionShape& s, kernels::AttentionOperand q,
+                              kernels::AttentionOperand k, kernels::AttentionOperand v,
+                              kernels::AttentionOperand out, kernels::AttentionOperand grad_out,
+                              const void* lse, void* delta, kernels::AttentionOutput grad_q,
+                              kernels::AttentionOutput grad_k, kernels::AttentionOutput grad_v) {
+  GRADUS_CHECK(flash_attention_applies(s.head_dim), "attention_backward_flash",
+               "needs D 64 or 128 on a GPU of compute capability 8.0 or later, found D {} on "
+               "sm_{}{}",
+               s.head_dim, properties().major, properties().minor);
+  if (s.batch * s.heads == 0) return;
+  const auto* l = static_cast<const float*>(lse);
+  auto* d = static_cast<float*>(delta);
+  if (s.head_dim == 64)
+    launch_flash_backward<64>(s, q, k, v, out, grad_out, l, d, grad_q, grad_k, grad_v);
+  else
+    launch_flash_backward<128>(s, q, k, v, out, grad_out, l, d, grad_q, grad_k, grad_v);
 }
 
 }  // namespace gradus::cuda

@@ -3,8 +3,8 @@
 // where they apply (f32 and bf16 with D 64 or 128) and the reference elsewhere; "blocked" (the
 // default, also when unset or empty) runs blocks of query rows through cuBLAS batched products
 // (kernels/cuda/attention_blocked.h: tensor cores for bf16), any dtype and head size; "flash" runs
-// the tensor-core flash forward (kernels/cuda/attention_flash.h: bf16, D 64 or 128, sm_80 or later)
-// where it applies and the blocked kernels everywhere else, backward included. Anything else is an
+// the tensor-core flash kernels (kernels/cuda/attention_flash.h: bf16, D 64 or 128, sm_80 or later)
+// where they apply and the blocked kernels everywhere else. Anything else is an
 // error naming the variable and the accepted values.
 //
 // The variable is read once, on the first launch, so a run cannot change kernels half-way; a test

@@ -1,7 +1,7 @@
 // CPU/GPU parity of the fused attention kernels themselves (kernels/attention.h), called through
 // the kernel registry on CPU tensors and on device tensors: the four CUDA kernel families (the
 // warp-per-row reference, the flash-style tiled kernels, the cuBLAS blocked kernels and the
-// tensor-core flash forward, chosen with GRADUS_ATTENTION_KERNEL),
+// tensor-core flash kernels, chosen with GRADUS_ATTENTION_KERNEL),
 // f32, bf16 and f64, causal or not, Tk > Tq, sequence lengths that are no multiple of a tile, head
 // sizes the tiled kernels take (64, 128) and one they leave to the reference (24), and operands
 // read and written in the (B, T, H, D) storage of projections split into heads, with padded rows
@@ -208,7 +208,7 @@ void check_case(ParityRun& run, const AttentionCase& c, DType dtype) {
 }
 
 // Every case with each kernel family forced (tiled falls back to the reference where it does not
-// apply, flash to blocked: its tensor-core forward runs the bf16 cases with D 64 and 128).
+// apply, flash to blocked: its tensor-core kernels run the bf16 cases with D 64 and 128).
 void check_all_cases(ParityRun& run, DType dtype) {
   for (const char* kernel : {"reference", "tiled", "blocked", "flash"}) {
     SCOPED_TRACE(fmt::format("GRADUS_ATTENTION_KERNEL={}", kernel));

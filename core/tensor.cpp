@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "core/bfloat16.h"
+#include "core/kernel_census.h"
 #include "core/strided_loop.h"
 
 namespace gradus {
@@ -16,7 +17,8 @@ namespace {
 std::atomic<bool> g_poison{false};
 DeviceCopyHooks g_hooks[kNumDeviceTypes];
 
-template <class Fn> void dispatch_cpu_dtype(DType t, const char* op, Fn&& fn) {
+template <class Fn>
+void dispatch_cpu_dtype(DType t, const char* op, Fn&& fn) {
   switch (t) {
     case DType::f32: fn(float{}); return;
     case DType::f64: fn(double{}); return;
@@ -28,7 +30,8 @@ template <class Fn> void dispatch_cpu_dtype(DType t, const char* op, Fn&& fn) {
 
 // Element conversion for copies between dtypes; bf16 converts through f32 (exact both ways for
 // values a bf16 can hold).
-template <class D, class S> D convert_element(S s) {
+template <class D, class S>
+D convert_element(S s) {
   if constexpr (std::is_same_v<D, S>) {
     return s;
   } else if constexpr (std::is_same_v<S, bfloat16>) {
@@ -50,8 +53,10 @@ void set_device_hooks(DeviceType type, DeviceCopyHooks hooks) {
 // ---------------------------------------------------------------- Storage
 Storage::Storage(size_t nbytes, Device device)
     : nbytes_(nbytes), device_(device), allocator_(&allocator_for(device.type)) {
-  GRADUS_CHECK(device.index == 0, "Tensor", "{}: this version uses one device of each type, index 0 "
-               "(cuda:0); found index {}", device.str(), device.index);
+  GRADUS_CHECK(device.index == 0, "Tensor",
+               "{}: this version uses one device of each type, index 0 "
+               "(cuda:0); found index {}",
+               device.str(), device.index);
   data_ = allocator_->allocate(std::max<size_t>(nbytes, 1));
 }
 // Back to the allocator that made the block, even if another was installed since.
@@ -160,8 +165,8 @@ double Tensor::item() const {
 }
 
 double Tensor::at(std::initializer_list<int64_t> index) const {
-  GRADUS_CHECK(static_cast<int64_t>(index.size()) == dim(), "Tensor::at",
-               "{} indices given for {}", index.size(), describe());
+  GRADUS_CHECK(static_cast<int64_t>(index.size()) == dim(), "Tensor::at", "{} indices given for {}",
+               index.size(), describe());
   GRADUS_CHECK(device().is_cpu(), "Tensor::at", "tensor is on {}; copy it to the CPU first",
                device().str());
   int64_t off = 0, i = 0;
@@ -249,7 +254,8 @@ Shape infer_reshape(const Shape& shape, int64_t numel, const char* op) {
   int64_t known = 1, infer_at = -1;
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == -1) {
-      GRADUS_CHECK(infer_at < 0, op, "only one -1 is allowed in the new shape {}", shape_str(shape));
+      GRADUS_CHECK(infer_at < 0, op, "only one -1 is allowed in the new shape {}",
+                   shape_str(shape));
       infer_at = static_cast<int64_t>(i);
     } else {
       GRADUS_CHECK(out[i] >= 0, op, "negative size in the new shape {}", shape_str(shape));
@@ -286,8 +292,10 @@ Tensor raw_try_reshape_view(const Tensor& x, const Shape& shape) {
     int64_t np = target[ni], op = old_s[oi];
     size_t oj = oi + 1, nj = ni + 1;
     while (np != op) {
-      if (np < op) np *= target[nj++];
-      else op *= old_s[oj++];
+      if (np < op)
+        np *= target[nj++];
+      else
+        op *= old_s[oj++];
     }
     for (size_t k = oi; k + 1 < oj; ++k)
       if (old_st[k] != old_s[k + 1] * old_st[k + 1]) return Tensor();
@@ -345,14 +353,15 @@ Tensor raw_slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int6
 }
 
 Tensor raw_expand(const Tensor& x, const Shape& shape) {
-  GRADUS_CHECK(shape.size() >= x.shape().size(), "expand", "cannot expand {} to the smaller rank {}",
-               x.describe(), shape_str(shape));
+  GRADUS_CHECK(shape.size() >= x.shape().size(), "expand",
+               "cannot expand {} to the smaller rank {}", x.describe(), shape_str(shape));
   size_t lead = shape.size() - x.shape().size();
   Strides st(shape.size(), 0);
   Shape out = shape;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (i < lead) {
-      GRADUS_CHECK(shape[i] >= 0, "expand", "cannot infer a new leading size in {}", shape_str(shape));
+      GRADUS_CHECK(shape[i] >= 0, "expand", "cannot infer a new leading size in {}",
+                   shape_str(shape));
       continue;
     }
     int64_t have = x.shape()[i - lead];
@@ -391,6 +400,7 @@ Tensor raw_squeeze(const Tensor& x, int64_t axis) {
 void raw_copy_(const Tensor& dst, const Tensor& src) {
   GRADUS_CHECK(dst.shape() == src.shape(), "copy", "destination {} and source {} differ in shape",
                dst.describe(), src.describe());
+  census::count(dst.dtype() == src.dtype() ? "copy" : "copy (dtype conversion)");
   if (!dst.device().is_cpu() || !src.device().is_cpu()) {
     DeviceType other = dst.device().is_cpu() ? src.device().type : dst.device().type;
     auto hook = g_hooks[static_cast<int>(other)].copy;
@@ -447,6 +457,7 @@ Tensor raw_to_dtype(const Tensor& x, DType dtype) {
 }
 
 void raw_fill_(const Tensor& dst, double value) {
+  census::count("fill");
   if (!dst.device().is_cpu()) {
     auto hook = g_hooks[static_cast<int>(dst.device().type)].fill;
     GRADUS_CHECK(hook != nullptr, "fill", "no {} backend in this build", dst.device().str());

@@ -47,9 +47,11 @@ commands:
                    directory) over FILE, default the run's validation split, as one JSON object
   ops [--json]     list every op with its CPU/CUDA forward and backward support per dtype
   info             version, CPU, BLAS library, thread count, CUDA backend
-  bench lm [--preset small|medium] [--attention KIND] [--device cpu|cuda] [--precision f32|bf16]
-           [--steps N] [--batch B] [--threads T] [--seed S] [--json]
-                   time language-model training steps (forward, backward, AdamW) on random tokens
+  bench lm [--preset small|medium] [--attention KIND] [--device cpu|cuda]
+           [--precision f32|bf16|f32-f64] [--steps N] [--batch B] [--threads T] [--seed S]
+           [--census] [--json]
+                   time language-model training steps (forward, backward, AdamW) on random tokens;
+                   --census: the kernel calls of one step by name (a GPU's launch budget)
   verify [SUITE ...] [suite options]
                    run the theory checks of each SUITE (default: all), a table per suite; exit
                    status 1 if any check fails
@@ -221,7 +223,7 @@ int cmd_bench(const Flags& f) {
   Flags rest{std::vector<std::string>(f.args.begin() + 1, f.args.end())};
   rest.allow({"--preset", "--attention", "--device", "--precision", "--steps", "--batch",
               "--threads", "--seed"},
-             {"--json"});
+             {"--json", "--census"});
   gradus::experiments::BenchLmOptions o;
   o.preset = rest.value("--preset", o.preset);
   o.attention = rest.value("--attention", o.attention);
@@ -231,6 +233,7 @@ int cmd_bench(const Flags& f) {
   o.batch = rest.integer("--batch", o.batch);
   o.threads = static_cast<int>(rest.integer("--threads", o.threads));
   o.seed = static_cast<uint64_t>(rest.integer("--seed", 0));
+  o.census = rest.has("--census");
   nlohmann::json r = gradus::experiments::bench_lm(o);
   if (rest.has("--json")) {
     std::cout << r.dump() << "\n";
@@ -239,6 +242,13 @@ int cmd_bench(const Flags& f) {
         "{} / {} / {}: {:.0f} tokens/s, {:.1f} ms per step (median of {}), peak {:.1f} MiB\n",
         o.preset, o.attention, o.precision, r["tokens_per_s"].get<double>(),
         r["ms_per_step"].get<double>(), o.steps, r["peak_bytes"].get<double>() / 1048576.0);
+    if (r.contains("kernel_census")) {
+      std::cout << fmt::format("kernel calls in one step: {}\n",
+                               r["kernel_calls_per_step"].get<int64_t>());
+      for (const auto& entry : r["kernel_census"])
+        std::cout << fmt::format("  {:>6}  {}\n", entry["calls"].get<int64_t>(),
+                                 entry["kernel"].get<std::string>());
+    }
     if (r.contains("host_syncs_per_step"))
       std::cout << fmt::format(
           "per step: {:.0f} kernel launches, {:.0f} cuBLAS calls, {:.0f} host "

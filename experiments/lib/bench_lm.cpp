@@ -10,6 +10,7 @@
 #include "autodiff/ops/matmul.h"
 #include "autodiff/tape.h"
 #include "core/allocator.h"
+#include "core/kernel_census.h"
 #include "core/random.h"
 #include "kernels/backend_info.h"
 #include "models/nn/lm.h"
@@ -86,12 +87,16 @@ nlohmann::json bench_lm(const BenchLmOptions& o) {
   const Device device = o.device == "cpu" ? kCPU : Device{DeviceType::cuda, 0};
   GRADUS_CHECK(device.is_cpu() || kernels::cuda_device_count() > 0, "bench lm", "--device cuda: {}",
                kernels::cuda_description());
-  GRADUS_CHECK(o.precision == "f32" || o.precision == "bf16", "bench lm",
-               "--precision: expected f32 or bf16 (mixed: bf16 compute, f32 parameters), found "
-               "\"{}\"",
+  GRADUS_CHECK(o.precision == "f32" || o.precision == "bf16" || o.precision == "f32-f64",
+               "bench lm",
+               "--precision: expected f32, bf16 (mixed: bf16 compute, f32 parameters) or f32-f64 "
+               "(mixed: f32 compute, f64 parameters), found \"{}\"",
                o.precision);
-  const bool mixed = o.precision == "bf16";
-  GRADUS_CHECK(!mixed || !device.is_cpu(), "bench lm",
+  // The mixed-precision code path: products in `compute`, parameters and the wide ops in `wide`.
+  const bool mixed = o.precision != "f32";
+  const DType compute = o.precision == "bf16" ? DType::bf16 : DType::f32;
+  const DType wide = o.precision == "f32-f64" ? DType::f64 : DType::f32;
+  GRADUS_CHECK(o.precision != "bf16" || !device.is_cpu(), "bench lm",
                "--precision bf16 needs --device cuda: the CPU backend has no bf16 arithmetic");
   GRADUS_CHECK(o.steps >= 1, "bench lm", "--steps must be at least 1, found {}", o.steps);
   if (o.threads > 0) kernels::set_cpu_threads(o.threads);
@@ -107,6 +112,7 @@ nlohmann::json bench_lm(const BenchLmOptions& o) {
 
   Generator gen(o.seed);
   DecoderLM model(config, gen);
+  model.to(wide);
   model.to(device);
   AdamW optimizer(model.parameters(), 1e-4, 0.1);
   Generator data(o.seed + 1);
@@ -120,7 +126,7 @@ nlohmann::json bench_lm(const BenchLmOptions& o) {
     optimizer.zero_grad();
     Tensor loss;
     if (mixed) {
-      AutocastGuard autocast(DType::bf16, DType::f32);
+      AutocastGuard autocast(compute, wide);
       loss = model.loss(inputs, targets);
     } else {
       loss = model.loss(inputs, targets);
@@ -148,6 +154,13 @@ nlohmann::json bench_lm(const BenchLmOptions& o) {
   // Read before the sgemm probe below, whose three n x n matrices (768 MiB at n = 8192 on a GPU)
   // are not part of the step.
   const int64_t step_peak_bytes = alloc.stats().peak_bytes_in_use;
+  // One more step under a census: its kernel calls by name (each at least one launch on a GPU).
+  std::vector<std::pair<std::string, int64_t>> census;
+  if (o.census) {
+    census::open();
+    step();
+    census = census::close();
+  }
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());
   double median = sorted[sorted.size() / 2];
@@ -177,6 +190,16 @@ nlohmann::json bench_lm(const BenchLmOptions& o) {
                         {"final_loss", last_loss},
                         {"cpu", kernels::cpu_model()},
                         {"gpu", device.is_cpu() ? "" : kernels::cuda_description()}};
+  if (o.census) {
+    nlohmann::json calls = nlohmann::json::array();
+    int64_t total = 0;
+    for (const auto& [name, count] : census) {
+      calls.push_back({{"kernel", name}, {"calls", count}});
+      total += count;
+    }
+    out["kernel_calls_per_step"] = total;
+    out["kernel_census"] = calls;
+  }
   if (!device.is_cpu()) {  // what the host asked of the GPU per step (launch-bound presets)
     out["kernel_launches_per_step"] = per_step(before.kernel_launches, after.kernel_launches);
     out["library_calls_per_step"] = per_step(before.library_calls, after.library_calls);

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "core/error.h"
@@ -36,11 +38,45 @@ TEST(BenchLm, OneSmallStepReportsItsMeasurements) {
   EXPECT_TRUE(std::isfinite(r["final_loss"].get<double>()));
 }
 
+// The census of one step: its kernel calls by name, and their total; the mixed-precision path
+// (f32 compute, f64 parameters on the CPU) adds the casts of the weights and their gradients.
+TEST(BenchLm, CensusListsTheKernelCallsOfOneStep) {
+  BenchLmOptions o;
+  o.batch = 2;
+  o.steps = 1;
+  o.census = true;
+  const nlohmann::json plain = bench_lm(o);
+  o.precision = "f32-f64";
+  const nlohmann::json mixed = bench_lm(o);
+  auto calls = [](const nlohmann::json& r, const std::string& kernel) {
+    for (const auto& e : r["kernel_census"])
+      if (e["kernel"] == kernel) return e["calls"].get<int64_t>();
+    return int64_t{0};
+  };
+  for (const nlohmann::json* r : {&plain, &mixed}) {
+    int64_t total = 0, previous = INT64_MAX;
+    for (const auto& e : (*r)["kernel_census"]) {
+      total += e["calls"].get<int64_t>();
+      EXPECT_LE(e["calls"].get<int64_t>(), previous) << "most frequent first";
+      previous = e["calls"].get<int64_t>();
+    }
+    EXPECT_EQ((*r)["kernel_calls_per_step"].get<int64_t>(), total);
+    // small: 4 layers of 7 products, each with 2 more in the backward, and the head's 3.
+    EXPECT_EQ(calls(*r, "gemm"), 4 * 7 * 3 + 3);
+    EXPECT_EQ(calls(*r, "adam_multi_step"), 1);
+    EXPECT_EQ(calls(*r, "cross_entropy_check_targets"), 1);
+  }
+  EXPECT_EQ(calls(plain, "copy (dtype conversion)"), 0);
+  EXPECT_GT(calls(mixed, "copy (dtype conversion)"), 2 * 29) << "29 weights cast and back at least";
+  EXPECT_EQ(mixed["precision"], "f32-f64");
+  EXPECT_FALSE(BenchLmOptions{}.census);
+  EXPECT_FALSE(bench_lm(BenchLmOptions{.steps = 1, .batch = 2}).contains("kernel_census"));
+}
+
 TEST(BenchLm, BadOptionsAreRefusedByName) {
   BenchLmOptions o;
   o.precision = "fp16";
-  EXPECT_NE(error_of(o).find("--precision: expected f32 or bf16"), std::string::npos)
-      << error_of(o);
+  EXPECT_NE(error_of(o).find("--precision: expected f32, bf16"), std::string::npos) << error_of(o);
   o.precision = "bf16";  // on the CPU
   EXPECT_NE(error_of(o).find("--precision bf16 needs --device cuda"), std::string::npos)
       << error_of(o);

@@ -12,8 +12,16 @@
 
 namespace gradus::kernels {
 
-// x, out: (batch, T, D), contiguous, D even; out may not alias x.
-using RopeFn = void (*)(const void* x, void* out, int64_t batch, int64_t T, int64_t D, double theta,
+// Where row (b, h, t) of a (B, H, T, D) operand starts: b * stride_b + h * stride_h + t * stride_t
+// elements from its first, with the D channels contiguous. The heads of a (B, T, C) projection
+// split into (B, H, T, D) are {T C, D, C}; a contiguous (batch, T, D) tensor is {T D, 0, D} with
+// B = batch, H = 1.
+struct RopeLayout {
+  int64_t stride_b = 0, stride_h = 0, stride_t = 0;
+};
+// x, out: (B, H, T, D) through their layouts, D even; out may not alias x.
+using RopeFn = void (*)(const void* x, RopeLayout x_layout, void* out, RopeLayout out_layout,
+                        int64_t B, int64_t H, int64_t T, int64_t D, double theta,
                         int64_t position_offset, bool inverse);
 inline constexpr const char* kRope = "rope";
 

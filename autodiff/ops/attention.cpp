@@ -36,10 +36,14 @@ void attention_backward_rule(const Record& r, const std::vector<Tensor>& go,
   const kernels::AttentionShape s = shape_of(q, k, r.attrs.floats[0], r.attrs.ints[0] != 0);
   Tensor grad_out = detail::kernel_ready_heads(go[0]);
   Tensor delta = Tensor::empty(lse.shape(), lse.dtype(), lse.device());
-  // grad_q and grad_k are contiguous (B, H, T, D) (q and k usually come from rope, whose backward
-  // reads that fastest); grad_v is laid out as v's projection split into heads, (B, T, H, D).
-  Tensor grad_q = detail::empty_like(q.shape(), q), grad_k = detail::empty_like(k.shape(), k);
-  Tensor grad_v = detail::empty_heads(v, v.size(2));
+  // Each gradient is laid out as its operand: the heads of a projection (and rope's output, which
+  // keeps their layout) as (B, T, H, D), so that rope's backward and the merge of the heads read
+  // them without a copy; a contiguous (B, H, T, D) operand gets a contiguous gradient.
+  auto like = [](const Tensor& x) {
+    return x.stride(1) < x.stride(2) ? detail::empty_heads(x, x.size(2))
+                                     : detail::empty_like(x.shape(), x);
+  };
+  Tensor grad_q = like(q), grad_k = like(k), grad_v = like(v);
   static const kernels::KernelRef<kernels::AttentionBackwardFn> kernel(kernels::kAttentionBackward);
   kernel(q.device(), q.dtype())(
       s, detail::heads_operand(q), detail::heads_operand(k), detail::heads_operand(v),

@@ -5,21 +5,36 @@
 #include <cmath>
 
 #include "autodiff/ops/common.h"
+#include "autodiff/ops/heads_layout.h"
 #include "kernels/rope.h"
 
 namespace gradus {
 
 namespace {
 
-// x: (..., T, D) contiguous or not -> a fresh contiguous (..., T, D).
+kernels::RopeLayout layout_of(const Tensor& x) { return {x.stride(0), x.stride(1), x.stride(2)}; }
+
+// x: (..., T, D) -> a fresh (..., T, D). A 4-D x with contiguous channels, (B, H, T, D), is read
+// through its strides: the heads of a projection ((B, T, H, D) storage) are never copied, and the
+// result keeps that heads layout (detail::empty_heads), so attention reads it as it is and its
+// gradient merges back into the projection's by a reshape. Other tensors go through a contiguous
+// copy and give a contiguous result.
 Tensor raw_rope(const Tensor& x, double theta, int64_t position_offset, bool inverse) {
+  static const kernels::KernelRef<kernels::RopeFn> kernel(kernels::kRope);
+  const int64_t T = x.size(-2), D = x.size(-1);
+  if (x.dim() == 4 && (D == 1 || x.stride(3) == 1)) {
+    const bool heads_layout = x.stride(1) < x.stride(2);  // (B, T, H, D) storage
+    Tensor out = heads_layout ? detail::empty_heads(x, T) : detail::empty_like(x);
+    kernel(x.device(), x.dtype())(x.raw_data(), layout_of(x), out.raw_data(), layout_of(out),
+                                  x.size(0), x.size(1), T, D, theta, position_offset, inverse);
+    return out;
+  }
   Tensor xc = raw_contiguous(x);
   Tensor out = detail::empty_like(x);
-  const int64_t T = x.size(-2), D = x.size(-1);
   const int64_t batch = T * D == 0 ? 0 : x.numel() / (T * D);
-  static const kernels::KernelRef<kernels::RopeFn> kernel(kernels::kRope);
-  kernel(x.device(), x.dtype())(xc.raw_data(), out.raw_data(), batch, T, D, theta, position_offset,
-                                inverse);
+  const kernels::RopeLayout dense{T * D, 0, D};
+  kernel(x.device(), x.dtype())(xc.raw_data(), dense, out.raw_data(), dense, batch, 1, T, D, theta,
+                                position_offset, inverse);
   return out;
 }
 

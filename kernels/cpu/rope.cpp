@@ -11,9 +11,10 @@ namespace gradus::kernels {
 namespace cpu {
 namespace {
 
+// x, out: (B, H, T, D) through their layouts (see kernels/rope.h).
 template <class T>
-void rope(const void* xv, void* outv, int64_t batch, int64_t T_len, int64_t D, double theta,
-          int64_t position_offset, bool inverse) {
+void rope(const void* xv, RopeLayout xl, void* outv, RopeLayout ol, int64_t B, int64_t H,
+          int64_t T_len, int64_t D, double theta, int64_t position_offset, bool inverse) {
   const int64_t half = D / 2;
   // cos / sin table (T, D/2): computed in double, then rounded once to T.
   std::vector<T> cos_t(static_cast<size_t>(T_len * half)), sin_t(cos_t.size());
@@ -27,15 +28,15 @@ void rope(const void* xv, void* outv, int64_t batch, int64_t T_len, int64_t D, d
   }
   const T* x = static_cast<const T*>(xv);
   T* out = static_cast<T*>(outv);
-  const int64_t rows = batch * T_len;
+  const int64_t rows = B * H * T_len;
 #pragma omp parallel for if (rows * D > (1 << 15)) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t t = r % T_len;
+    const int64_t t = r % T_len, bh = r / T_len, b = bh / H, h = bh % H;
     const T* c = cos_t.data() + t * half;
     const T* s = sin_t.data() + t * half;
-    const T* x1 = x + r * D;
+    const T* x1 = x + b * xl.stride_b + h * xl.stride_h + t * xl.stride_t;
     const T* x2 = x1 + half;
-    T* y1 = out + r * D;
+    T* y1 = out + b * ol.stride_b + h * ol.stride_h + t * ol.stride_t;
     T* y2 = y1 + half;
 #pragma omp simd
     for (int64_t i = 0; i < half; ++i) {

@@ -67,6 +67,8 @@ TEST(BenchLm, CensusListsTheKernelCallsOfOneStep) {
     EXPECT_EQ(calls(*r, "cross_entropy_check_targets"), 1);
   }
   EXPECT_EQ(calls(plain, "copy (dtype conversion)"), 0);
+  EXPECT_EQ(calls(plain, "copy"), 0)
+      << "the heads of q, k and v and their gradients are never copied";
   EXPECT_GT(calls(mixed, "copy (dtype conversion)"), 2 * 29) << "29 weights cast and back at least";
   EXPECT_EQ(mixed["precision"], "f32-f64");
   EXPECT_FALSE(BenchLmOptions{}.census);

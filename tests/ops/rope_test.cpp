@@ -1,5 +1,6 @@
 // RoPE: forward against the per-element formula (Hugging Face rotate_half convention) in f64 and
-// f32, position_offset, the relative-position property, f64 gradchecks and the error messages.
+// f32, position_offset, the relative-position property, the heads of a projection read in place,
+// f64 gradchecks and the error messages.
 #include "autodiff/ops/rope.h"
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/reduce.h"
 #include "autodiff/ops/view.h"
+#include "core/kernel_census.h"
 #include "support/gradcheck_util.h"
 
 namespace gradus {
@@ -85,9 +87,34 @@ TEST(Rope, DotProductDependsOnRelativePosition) {
   EXPECT_GT(std::abs(score(5, 2) - score(5, 4)), 1e-6);  // and does depend on it
 }
 
+// The heads of a (B, T, C) projection, viewed as (B, H, T, D): read through their strides (no copy)
+// and rotated into the same (B, T, H, D) layout, with the values of the contiguous path.
+TEST(Rope, HeadsOfAProjectionAreReadInPlaceAndKeepTheirLayout) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    Generator gen(6);
+    const Tensor projected = rand_normal({2, 7, 3, 8}, gen, dt);  // (B, T, H, D)
+    const Tensor heads = transpose(projected, 1, 2);              // (B, H, T, D) view
+    census::open();
+    const Tensor y = rope(heads, 10000.0, 5);
+    const auto calls = census::close();
+    ASSERT_EQ(calls.size(), 1u);
+    EXPECT_EQ(calls[0].first, "rope") << "no copy of the heads";
+    EXPECT_LT(y.stride(1), y.stride(2)) << "the result keeps the (B, T, H, D) layout";
+    EXPECT_EQ(y.shape(), heads.shape());
+    EXPECT_EQ(y.to_vector(), rope(raw_contiguous(heads), 10000.0, 5).to_vector());
+    // A contiguous (B, H, T, D) input gives a contiguous result.
+    EXPECT_TRUE(rope(raw_contiguous(heads)).is_contiguous());
+  }
+}
+
 TEST(Gradcheck, rope) {
   auto fn = [](const std::vector<Tensor>& in) { return rope(in[0], 10000.0, 2); };
   EXPECT_GRADCHECK(fn, (std::vector<Tensor>{randn_leaf({2, 3, 5, 8}, 5)}));
+  // Heads of a projection (strided rows, the layout kept) and rows with a gap (a slice of D).
+  auto heads = [](const std::vector<Tensor>& in) { return rope(transpose(in[0], 1, 2), 500.0, 1); };
+  EXPECT_GRADCHECK(heads, (std::vector<Tensor>{randn_leaf({2, 5, 3, 6}, 8)}));
+  auto gap = [](const std::vector<Tensor>& in) { return rope(slice(in[0], 3, 0, 4), 500.0, 0); };
+  EXPECT_GRADCHECK(gap, (std::vector<Tensor>{randn_leaf({2, 3, 4, 7}, 9)}));
   EXPECT_GRADCHECK(fn, (std::vector<Tensor>{noncontiguous_leaf({5, 6}, 6)}));
   auto fn_theta = [](const std::vector<Tensor>& in) { return rope(in[0], 100.0, 11); };
   EXPECT_GRADCHECK(fn_theta, (std::vector<Tensor>{noncontiguous_leaf({2, 4, 6}, 7)}));

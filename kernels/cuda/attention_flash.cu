@@ -263,6 +263,35 @@ struct FlashBackwardLayout {
   static_assert(2 * tile_bytes >= kFlashRows * ld_o * 4, "the f32 staging fits the streamed tiles");
 };
 
+// A backward block's shared memory, as pointers: the two tiles of its own rows (grad_q: Q, dO;
+// grad_k / grad_v: K, V), the two it streams, the streamed rows' (or its own) lse and delta, and
+// warp `warp`'s S, dP, P, dS and f32 staging.
+template <int D>
+struct FlashBackwardShared {
+  bf16 *own_a, *own_b, *streamed_a, *streamed_b;
+  float *lse, *delta;
+  float *s_w, *dp_w, *staging;
+  bf16 *p_w, *ds_w;
+};
+template <int D>
+__device__ __forceinline__ FlashBackwardShared<D> flash_backward_shared(unsigned char* smem,
+                                                                        int warp) {
+  using L = FlashBackwardLayout<D>;
+  FlashBackwardShared<D> m;
+  m.own_a = reinterpret_cast<bf16*>(smem + L::own_a);
+  m.own_b = reinterpret_cast<bf16*>(smem + L::own_b);
+  m.streamed_a = reinterpret_cast<bf16*>(smem + L::streamed_a);
+  m.streamed_b = reinterpret_cast<bf16*>(smem + L::streamed_b);
+  m.lse = reinterpret_cast<float*>(smem + L::stats);
+  m.delta = m.lse + kFlashRows;
+  m.s_w = reinterpret_cast<float*>(smem + L::s) + warp * kWarpRows * L::ld_s;
+  m.dp_w = reinterpret_cast<float*>(smem + L::dp) + warp * kWarpRows * L::ld_s;
+  m.p_w = reinterpret_cast<bf16*>(smem + L::p) + warp * kWarpRows * L::ld_p;
+  m.ds_w = reinterpret_cast<bf16*>(smem + L::ds) + warp * kWarpRows * L::ld_p;
+  m.staging = reinterpret_cast<float*>(smem + L::streamed_a) + warp * kWarpRows * L::ld_o;
+  return m;
+}
+
 // The operand's head (b, h), typed.
 template <class Op>
 __device__ __forceinline__ auto flash_head(const Op& x, int64_t b, int64_t h) {
@@ -338,17 +367,12 @@ __global__ void __launch_bounds__(kFlashThreads)
   namespace wmma = nvcuda::wmma;
   using L = FlashBackwardLayout<D>;
   extern __shared__ __align__(128) unsigned char smem[];
-  bf16* q_tile = reinterpret_cast<bf16*>(smem + L::own_a);
-  bf16* go_tile = reinterpret_cast<bf16*>(smem + L::own_b);
-  bf16* k_tile = reinterpret_cast<bf16*>(smem + L::streamed_a);
-  bf16* v_tile = reinterpret_cast<bf16*>(smem + L::streamed_b);
-  float* lse_row = reinterpret_cast<float*>(smem + L::stats);
-  float* delta_row = lse_row + kFlashRows;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float* s_w = reinterpret_cast<float*>(smem + L::s) + warp * kWarpRows * L::ld_s;
-  float* dp_w = reinterpret_cast<float*>(smem + L::dp) + warp * kWarpRows * L::ld_s;
-  bf16* ds_w = reinterpret_cast<bf16*>(smem + L::ds) + warp * kWarpRows * L::ld_p;
-  float* staging = reinterpret_cast<float*>(smem + L::streamed_a) + warp * kWarpRows * L::ld_o;
+  const FlashBackwardShared<D> m = flash_backward_shared<D>(smem, warp);
+  bf16 *q_tile = m.own_a, *go_tile = m.own_b, *k_tile = m.streamed_a, *v_tile = m.streamed_b;
+  float *lse_row = m.lse, *delta_row = m.delta, *s_w = m.s_w, *dp_w = m.dp_w;
+  bf16* ds_w = m.ds_w;
+  float* staging = m.staging;
   const float scale = static_cast<float>(s.scale);
   const int64_t heads = s.batch * s.heads;
   const int64_t q_tiles = (s.t_q + kFlashRows - 1) / kFlashRows;
@@ -427,18 +451,12 @@ __global__ void __launch_bounds__(kFlashThreads)
   namespace wmma = nvcuda::wmma;
   using L = FlashBackwardLayout<D>;
   extern __shared__ __align__(128) unsigned char smem[];
-  bf16* k_tile = reinterpret_cast<bf16*>(smem + L::own_a);
-  bf16* v_tile = reinterpret_cast<bf16*>(smem + L::own_b);
-  bf16* q_tile = reinterpret_cast<bf16*>(smem + L::streamed_a);
-  bf16* go_tile = reinterpret_cast<bf16*>(smem + L::streamed_b);
-  float* lse_col = reinterpret_cast<float*>(smem + L::stats);
-  float* delta_col = lse_col + kFlashRows;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float* s_w = reinterpret_cast<float*>(smem + L::s) + warp * kWarpRows * L::ld_s;
-  float* dp_w = reinterpret_cast<float*>(smem + L::dp) + warp * kWarpRows * L::ld_s;
-  bf16* p_w = reinterpret_cast<bf16*>(smem + L::p) + warp * kWarpRows * L::ld_p;
-  bf16* ds_w = reinterpret_cast<bf16*>(smem + L::ds) + warp * kWarpRows * L::ld_p;
-  float* staging = reinterpret_cast<float*>(smem + L::streamed_a) + warp * kWarpRows * L::ld_o;
+  const FlashBackwardShared<D> m = flash_backward_shared<D>(smem, warp);
+  bf16 *k_tile = m.own_a, *v_tile = m.own_b, *q_tile = m.streamed_a, *go_tile = m.streamed_b;
+  float *lse_col = m.lse, *delta_col = m.delta, *s_w = m.s_w, *dp_w = m.dp_w;
+  bf16 *p_w = m.p_w, *ds_w = m.ds_w;
+  float* staging = m.staging;
   const float scale = static_cast<float>(s.scale);
   const int64_t heads = s.batch * s.heads;
   const int64_t k_tiles = (s.t_k + kFlashKeys - 1) / kFlashKeys;

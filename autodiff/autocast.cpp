@@ -1,6 +1,8 @@
 #include "autodiff/autocast.h"
 
 #include <algorithm>
+#include <memory>
+#include <unordered_map>
 
 #include "autodiff/ops/view.h"
 #include "core/error.h"
@@ -10,6 +12,22 @@ namespace gradus {
 namespace {
 
 thread_local std::optional<AutocastState> t_state;
+
+// The untaped casts of one guard, shared: a tensor read by several products (q, k and v read one
+// normed input, gate and up another) is cast once, which saves the launches and the narrow copies
+// the records would keep until the backward. Only tensors an op produced (non-leaves) are shared:
+// the engine never writes them in place, so a cast is valid while both exist. The references are
+// weak, so the cache keeps no memory alive (in no-grad inference each cast dies after its product,
+// as without the cache). One table per guard, innermost last.
+// The cast is remembered by its storage (weakly) and its view: the products keep views of it
+// (reshaped rows), not the cast's own handle.
+struct SharedCast {
+  std::weak_ptr<TensorImpl> source;
+  std::weak_ptr<Storage> storage;
+  TensorImpl view;  // the cast's shape, strides, offset and dtype; its storage is not held here
+};
+using CastTable = std::unordered_map<const TensorImpl*, SharedCast>;
+thread_local std::vector<CastTable> t_casts;
 
 bool is_float(DType d) { return d == DType::f32 || d == DType::f64 || d == DType::bf16; }
 
@@ -30,9 +48,13 @@ AutocastGuard::AutocastGuard(DType compute, DType wide) : previous_(t_state) {
                "the compute dtype ({}) must not be wider than the wide dtype ({})",
                dtype_name(compute), dtype_name(wide));
   t_state = AutocastState{compute, wide};
+  t_casts.emplace_back();
 }
 
-AutocastGuard::~AutocastGuard() { t_state = previous_; }
+AutocastGuard::~AutocastGuard() {
+  t_state = previous_;
+  t_casts.pop_back();
+}
 
 std::optional<AutocastState> autocast_state() { return t_state; }
 
@@ -40,6 +62,29 @@ namespace detail {
 
 Tensor autocast_compute(const Tensor& x) {
   return t_state ? cast_if_float(x, t_state->compute) : x;
+}
+
+Tensor autocast_compute_untaped(const Tensor& x) {
+  if (!t_state || !x.defined() || !is_float(x.dtype()) || x.dtype() == t_state->compute) return x;
+  if (x.is_leaf()) return raw_to_dtype(x, t_state->compute);
+  CastTable& table = t_casts.back();
+  const std::shared_ptr<TensorImpl>& source = x.impl_ptr();
+  if (auto it = table.find(source.get()); it != table.end() && it->second.source.lock() == source)
+    if (std::shared_ptr<Storage> storage = it->second.storage.lock()) {
+      auto impl = std::make_shared<TensorImpl>(it->second.view);
+      impl->storage = std::move(storage);
+      return Tensor(std::move(impl));
+    }
+  Tensor cast = raw_to_dtype(x, t_state->compute);
+  if (table.size() >= 64)  // drop the entries whose source or cast has gone
+    std::erase_if(table, [](const auto& e) {
+      return e.second.source.expired() || e.second.storage.expired();
+    });
+  SharedCast& entry = table[source.get()];
+  entry.source = source;
+  entry.storage = cast.storage();
+  entry.view = TensorImpl{nullptr, cast.shape(), cast.strides(), cast.offset(), cast.dtype(), {}};
+  return cast;
 }
 
 Tensor autocast_wide(const Tensor& x) { return t_state ? cast_if_float(x, t_state->wide) : x; }

@@ -3,7 +3,10 @@
 // ops (rms_norm, layer_norm, softmax, log_softmax, cross_entropy) in the `wide` dtype of the
 // parameters, and an elementwise op meeting both promotes to the wide one. Each cast is the
 // differentiable to_dtype, so parameters (the f32 "master weights") receive their gradients in
-// their own dtype and the optimiser never sees the narrow copies.
+// their own dtype and the optimiser never sees the narrow copies. The products go one better than
+// a recorded cast: they record the wide operand itself and their backward writes its gradient in
+// the wide dtype directly (bf16 products summed in f32 and stored in f32), so a master weight's
+// gradient is never rounded to bf16 and costs no cast.
 //
 //   { AutocastGuard mixed(DType::bf16, DType::f32); loss = model.loss(ids, targets); }
 //   backward(loss);  // outside the guard: the backward runs in the forward's dtypes
@@ -44,6 +47,13 @@ namespace detail {
 // another dtype; x itself otherwise (an undefined x stays undefined).
 Tensor autocast_compute(const Tensor& x);
 Tensor autocast_wide(const Tensor& x);
+// As autocast_compute, but the cast is not recorded on the tape: for the matrix products (matmul,
+// linear, linear_cross_entropy), which record the operand itself and write its gradient in the
+// operand's own dtype (an f32 master weight gets an f32 dW straight from the gemm, with no narrow
+// gradient and no cast in the backward; see kernels::kGemmWideOutput). Within a guard, a tensor an
+// op produced is cast once however many products read it (q, k and v share one cast of their
+// input); leaves (parameters, inputs) are cast at every use, since they may be written in place.
+Tensor autocast_compute_untaped(const Tensor& x);
 // For an elementwise op on a and b of different floating dtypes under autocast: both in the
 // wider of the two (f64 > f32 > bf16). Outside autocast, or with equal dtypes, unchanged.
 void autocast_promote(Tensor& a, Tensor& b);

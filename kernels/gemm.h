@@ -21,6 +21,8 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace gradus::kernels {
 
 struct GemmArgs {
@@ -42,6 +44,17 @@ struct GemmArgs {
 // addressed through its leading dimension and batch stride as described above.
 using GemmFn = void (*)(const GemmArgs& args);
 inline constexpr const char* kGemm = "gemm";
+
+// The same product, its C in the operands' wide dtype: C holds the accumulated products without
+// their rounding to the operands' dtype. Keyed by the operands' dtype; C's is gemm_wide_dtype of
+// it. This is how a mixed-precision product writes the gradient of a wide operand (an f32 master
+// weight read as bf16) in one call: no narrow gradient, no cast, no bf16 rounding of dW. Registered
+// for CUDA bf16 (cuBLAS writes its f32 accumulator) and CPU f32 (sgemm into a scratch, then
+// widened: the CPU's stand-in for mixed precision); the ops fall back to kGemm and a cast where it
+// is absent.
+inline constexpr const char* kGemmWideOutput = "gemm_wide_output";
+// bf16 -> f32, f32 -> f64; f64 (and any other dtype) has no wider one and is returned as is.
+DType gemm_wide_dtype(DType operands);
 
 // ---- shared by the backends (kernels/gemm_layout.cpp) ----
 // v in [0, INT_MAX]: what BLAS and cuBLAS take for a size or leading dimension.

@@ -40,3 +40,11 @@ bool gemm_can_fold_k(const GemmArgs& g) {
 }
 
 }  // namespace gradus::kernels
+
+namespace gradus::kernels {
+
+DType gemm_wide_dtype(DType operands) {
+  return operands == DType::bf16 ? DType::f32 : operands == DType::f32 ? DType::f64 : operands;
+}
+
+}  // namespace gradus::kernels

@@ -1,6 +1,16 @@
 #include "autodiff/ops/common.h"
 
+#include "kernels/gemm.h"
+
 namespace gradus::detail {
+
+DType product_gradient_dtype(DType wanted, DType compute, Device device) {
+  if (wanted == compute) return wanted;
+  if (wanted == kernels::gemm_wide_dtype(compute) &&
+      kernels::supports(kernels::kGemmWideOutput, device.type, compute))
+    return wanted;
+  return compute;
+}
 
 void expect_defined(const char* op, const Tensor& t, const char* what) {
   GRADUS_CHECK(t.defined(), op, "{} is an undefined tensor", what);

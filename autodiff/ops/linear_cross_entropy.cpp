@@ -35,10 +35,14 @@ Tensor times_scalar(const Tensor& a, const Tensor& s) {
   return out;
 }
 
-void gemm(const Tensor& like, const kernels::GemmArgs& g) {
+// The gemm on operands of like's dtype writing `out` dtype: kGemm when they agree, else
+// kGemmWideOutput (out is their wide dtype; the caller checked that the device has it).
+void gemm(const Tensor& like, const kernels::GemmArgs& g, DType out) {
   static const kernels::KernelRef<kernels::GemmFn> kernel(kernels::kGemm);
-  kernel(like.device(), like.dtype())(g);
+  static const kernels::KernelRef<kernels::GemmFn> wide_kernel(kernels::kGemmWideOutput);
+  (out == like.dtype() ? kernel : wide_kernel)(like.device(), like.dtype())(g);
 }
+void gemm(const Tensor& like, const kernels::GemmArgs& g) { gemm(like, g, like.dtype()); }
 
 // saved: [dx (rows, C) or undefined, dw (V, C) or undefined], the gradients per unit of upstream
 // gradient before the mean's 1 / count; attrs.ints: [reduction, count].
@@ -81,7 +85,10 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
   detail::expect_defined(op, x_in, "x");
   detail::expect_defined(op, weight_in, "weight");
   detail::expect_defined(op, targets, "targets");
-  const Tensor x = detail::autocast_compute(x_in), w = detail::autocast_compute(weight_in);
+  // Cast without a tape record: the op records x_in and weight_in and returns their gradients in
+  // their own dtypes (an f32 master weight's dW summed in f32 straight from the bf16 products).
+  const Tensor x = detail::autocast_compute_untaped(x_in),
+               w = detail::autocast_compute_untaped(weight_in);
   detail::expect_float_compatible(op, {&x, &w});
   detail::expect_rank(op, w, 2, "weight (V, C)");
   GRADUS_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), op,
@@ -104,15 +111,23 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
   const DType compute = x.dtype();
   const std::optional<AutocastState> autocast = autocast_state();
   const DType loss_dtype = autocast ? autocast->wide : compute;  // as cross_entropy's autocast_wide
-  const DType accumulate = compute == DType::f64 ? DType::f64 : DType::f32;
-  const bool need_dx = grad_enabled() && x.requires_grad();
-  const bool need_dw = grad_enabled() && w.requires_grad();
+  const bool need_dx = grad_enabled() && x_in.requires_grad();
+  const bool need_dw = grad_enabled() && weight_in.requires_grad();
+  // dx in x_in's dtype where the gemm writes it, else in the compute dtype (cast in the backward).
+  const DType dx_dtype = detail::product_gradient_dtype(x_in.dtype(), compute, x.device());
+  // dW sums over the chunks: in weight_in's dtype where the gemm writes it (an f32 master weight of
+  // bf16 products, f64 of f32 ones), else in f32 for bf16 (a bf16 running sum would round every
+  // chunk) and in the compute dtype otherwise.
+  const DType direct_dw = detail::product_gradient_dtype(weight_in.dtype(), compute, x.device());
+  const DType accumulate = direct_dw != compute     ? direct_dw
+                           : compute == DType::bf16 ? DType::f32
+                                                    : compute;
 
   const Tensor xc = raw_try_reshape_view(raw_contiguous(x), {rows, C});  // (rows, C)
   const Tensor wc = raw_contiguous(w);                                   // (V, C)
   const Tensor tc = raw_try_reshape_view(raw_contiguous(targets), {rows});
   Tensor losses = Tensor::empty({rows}, loss_dtype, x.device());
-  Tensor dx = need_dx ? Tensor::empty({rows, C}, compute, x.device()) : Tensor();
+  Tensor dx = need_dx ? Tensor::empty({rows, C}, dx_dtype, x.device()) : Tensor();
   Tensor dw;
   if (need_dw) {
     dw = Tensor::empty({vocab, C}, accumulate, x.device());
@@ -168,16 +183,18 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
     logits = Tensor();  // the chunk's logits are no longer needed
     if (loss_dtype != compute) grad = raw_to_dtype(grad, compute);
     if (need_dx)  // dx rows = grad W: (n, V) x (V, C)
-      gemm(grad, {.m = n,
-                  .n = C,
-                  .k = vocab,
-                  .a = grad.raw_data(),
-                  .lda = vocab,
-                  .b = wc.raw_data(),
-                  .ldb = C,
-                  .c = raw_slice(dx, 0, r0, r0 + n).raw_data(),
-                  .ldc = C});
-    if (need_dw) {  // dw += grad^T x_rows: (V, n) x (n, C), accumulated in f32 (f64 for f64)
+      gemm(grad,
+           {.m = n,
+            .n = C,
+            .k = vocab,
+            .a = grad.raw_data(),
+            .lda = vocab,
+            .b = wc.raw_data(),
+            .ldb = C,
+            .c = raw_slice(dx, 0, r0, r0 + n).raw_data(),
+            .ldc = C},
+           dx_dtype);
+    if (need_dw) {  // dw += grad^T x_rows: (V, n) x (n, C), accumulated in `accumulate`
       kernels::GemmArgs g{.trans_a = true,
                           .m = vocab,
                           .n = C,
@@ -187,11 +204,11 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
                           .b = x_rows.raw_data(),
                           .ldb = C,
                           .ldc = C};
-      if (compute == accumulate) {
+      if (detail::product_gradient_dtype(accumulate, compute, x.device()) == accumulate) {
         g.beta = 1.0;
         g.c = dw.raw_data();
-        gemm(grad, g);
-      } else {  // a bf16 product rounds once, then adds to the f32 sum
+        gemm(grad, g, accumulate);
+      } else {  // no wide gemm here: a bf16 product rounds once, then adds to the f32 sum
         Tensor part = Tensor::empty({vocab, C}, compute, x.device());
         g.c = part.raw_data();
         gemm(grad, g);
@@ -210,7 +227,7 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
     static const kernels::KernelRef<kernels::UnaryFn> unary(kernels::kUnary);
     unary(out.device(), out.dtype())(kernels::UnaryOp::affine, {inv_count, 0.0}, out, out);
   }
-  finish_op(kLinearCrossEntropy, {x, w, targets}, {out}, {dx, dw},
+  finish_op(kLinearCrossEntropy, {x_in, weight_in, targets}, {out}, {dx, dw},
             Attrs{.ints = {static_cast<int64_t>(red), count}});
   return out;
 }

@@ -19,7 +19,8 @@ namespace gradus {
 // "mean" (over the non-ignored targets; NaN when there are none, as PyTorch) or "sum". Equal to
 // that composite up to the rounding of the chunked sums. Differentiable in x and weight. Under
 // autocast, the product runs in the compute dtype and the loss in the wide one, as the composite
-// would. chunk_rows > 0 sets the rows per chunk (tests); 0 chooses max(1, 2^24 / V). The gradients
+// would, and the gradients of x and weight arrive in their own dtypes straight from the products
+// (an f32 weight's dW summed over the chunks in f32, never rounded to bf16). chunk_rows > 0 sets the rows per chunk (tests); 0 chooses max(1, 2^24 / V). The gradients
 // are computed in the forward only when grad mode is on and x or weight requires a gradient.
 Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor& targets,
                             int64_t ignore_index = -100, const std::string& reduction = "mean",

@@ -1,6 +1,12 @@
 // matmul and linear: forward and backward through the batched "gemm" kernel. Transposes in the
 // backward (dA = dC B^T, dB = A^T dC) are transpose flags, never copies; the gradient of an operand
 // broadcast over the batch is summed inside gemm (stride-0 output) rather than by the engine.
+//
+// Under autocast the operands are cast to the compute dtype without a tape record; the op records
+// the operands as they arrived and writes each gradient in its operand's dtype: kGemmWideOutput
+// writes an f32 master weight's dW from the bf16 product directly (summed in f32, never rounded to
+// bf16). kGemmWideOutput is optional, so it is not in the op's kernel lists: where a device lacks
+// it the gradient is computed in the compute dtype and cast (detail::product_gradient_dtype).
 #include "autodiff/ops/matmul.h"
 
 #include <algorithm>
@@ -59,7 +65,8 @@ const char* element_ptr(const Tensor& t, int64_t offset) {
 // out[b] = op(x[b]) * op(y[b]) for every index b of `batch`, where op transposes when tx / ty is
 // set. x: (xb..., ., .), y: (yb..., ., .), out: contiguous (ob..., M, N), with xb, yb and ob each
 // broadcasting to `batch`. Where out is broadcast the products are summed into it (the gradient of
-// a broadcast operand). With `accumulate` the products are added to out's current values.
+// a broadcast operand). With `accumulate` the products are added to out's current values. out
+// has the operands' dtype, or their wide dtype (kGemmWideOutput).
 void batched_product(const Operand& x, bool tx, const Operand& y, bool ty, const Tensor& out,
                      const Shape& batch, bool accumulate = false) {
   const int64_t xr = x.t.size(-2), xc = x.t.size(-1), yr = y.t.size(-2), yc = y.t.size(-1);
@@ -94,7 +101,10 @@ void batched_product(const Operand& x, bool tx, const Operand& y, bool ty, const
   g.beta = (accumulate || outer_sums) ? 1.0 : 0.0;
 
   static const kernels::KernelRef<kernels::GemmFn> kernel(kernels::kGemm);
-  const kernels::GemmFn fn = kernel(out.device(), out.dtype());
+  static const kernels::KernelRef<kernels::GemmFn> wide_kernel(kernels::kGemmWideOutput);
+  const DType operands = x.t.dtype();
+  const kernels::GemmFn fn = out.dtype() == operands ? kernel(out.device(), operands)
+                                                     : wide_kernel(out.device(), operands);
   for (int64_t o = 0; o < outer; ++o) {
     int64_t off[3] = {0, 0, 0}, rem = o;
     for (int64_t d = nd - 2; d >= 0; --d) {
@@ -113,6 +123,14 @@ void batched_product(const Operand& x, bool tx, const Operand& y, bool ty, const
 Tensor reshaped(const Tensor& x, const Shape& shape) {
   Tensor v = raw_try_reshape_view(x, shape);
   return v.defined() ? v : raw_try_reshape_view(raw_contiguous(x), shape);
+}
+
+// An uninitialised gradient buffer of `shape` for input `input` of r, products computed in
+// like's dtype on like's device: in the input's own dtype where the gemm can write it.
+Tensor gradient_buffer(const Record& r, size_t input, const Shape& shape, const Tensor& like) {
+  return Tensor::empty(
+      shape, detail::product_gradient_dtype(r.input_dtypes[input], like.dtype(), like.device()),
+      like.device());
 }
 
 // ------------------------------------------------------------------------------------ matmul
@@ -142,14 +160,14 @@ void matmul_backward(const Record& r, const std::vector<Tensor>& go, std::vector
   // dC: (batch..., M, N), the added axes of 1-D operands restored.
   const Operand dc = as_blas_operand(reshaped(go[0], product_shape(batch, a.t, b.t)));
   if (r.input_requires_grad(0)) {  // dA = dC B^T: (ab..., M, K), summed where a was broadcast
-    Tensor da = detail::empty_like(a.t.shape(), dc.t);
+    Tensor da = gradient_buffer(r, 0, a.t.shape(), dc.t);
     batched_product(dc, false, b, true, da, batch);
-    gi[0] = raw_try_reshape_view(da, r.input_shapes[0]);
+    gi[0] = raw_try_reshape_view(detail::in_dtype(da, r.input_dtypes[0]), r.input_shapes[0]);
   }
   if (r.input_requires_grad(1)) {  // dB = A^T dC: (bb..., K, N), summed where b was broadcast
-    Tensor db = detail::empty_like(b.t.shape(), dc.t);
+    Tensor db = gradient_buffer(r, 1, b.t.shape(), dc.t);
     batched_product(a, true, dc, false, db, batch);
-    gi[1] = raw_try_reshape_view(db, r.input_shapes[1]);
+    gi[1] = raw_try_reshape_view(detail::in_dtype(db, r.input_dtypes[1]), r.input_shapes[1]);
   }
 }
 
@@ -171,25 +189,26 @@ void linear_backward(const Record& r, const std::vector<Tensor>& go, std::vector
   const Tensor dy2 = reshaped(go[0], {rows, out_features});
   const Operand dy = as_blas_operand(dy2);
   if (r.input_requires_grad(0)) {  // dx = dy W: (rows, out) x (out, in)
-    Tensor dx = detail::empty_like(x.t.shape(), dy2);
+    Tensor dx = gradient_buffer(r, 0, x.t.shape(), dy2);
     batched_product(dy, false, w, false, dx, {});
-    gi[0] = raw_try_reshape_view(dx, r.input_shapes[0]);
+    gi[0] = raw_try_reshape_view(detail::in_dtype(dx, r.input_dtypes[0]), r.input_shapes[0]);
   }
   if (r.input_requires_grad(1)) {  // dW = dy^T x: (out, rows) x (rows, in), one gemm over all rows
-    Tensor dw = detail::empty_like(w.t.shape(), dy2);
+    Tensor dw = gradient_buffer(r, 1, w.t.shape(), dy2);
     batched_product(dy, true, x, false, dw, {});
-    gi[1] = dw;
+    gi[1] = detail::in_dtype(dw, r.input_dtypes[1]);
   }
   if (r.inputs.size() > 2 && r.input_requires_grad(2)) {  // db: the rows of dy summed
     Tensor db = detail::raw_reduce(static_cast<int>(kernels::ReduceOp::sum), dy2, {0});
-    gi[2] = raw_try_reshape_view(db, {out_features});
+    gi[2] = raw_try_reshape_view(detail::in_dtype(db, r.input_dtypes[2]), {out_features});
   }
 }
 
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  const Tensor a = detail::autocast_compute(a_in), b = detail::autocast_compute(b_in);
+  const Tensor a = detail::autocast_compute_untaped(a_in),
+               b = detail::autocast_compute_untaped(b_in);
   detail::expect_float_compatible("matmul", {&a, &b});
   GRADUS_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul",
                "expected operands of rank 1 or more but found a {} and b {}", a.describe(),
@@ -216,13 +235,14 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   if (a.dim() > 1) result_shape.push_back(a2.size(-2));
   if (b.dim() > 1) result_shape.push_back(b2.size(-1));
   out = raw_try_reshape_view(out, result_shape);
-  finish_op(kMatmul, {a, b}, {out}, {oa.t, ob.t});
+  finish_op(kMatmul, {a_in, b_in}, {out}, {oa.t, ob.t});
   return out;
 }
 
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
-  const Tensor x = detail::autocast_compute(x_in), weight = detail::autocast_compute(weight_in),
-               bias = detail::autocast_compute(bias_in);
+  const Tensor x = detail::autocast_compute_untaped(x_in),
+               weight = detail::autocast_compute_untaped(weight_in),
+               bias = detail::autocast_compute_untaped(bias_in);
   const bool has_bias = bias.defined();
   if (has_bias)
     detail::expect_float_compatible("linear", {&x, &weight, &bias});
@@ -252,7 +272,7 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
   Shape out_shape = lead;
   out_shape.push_back(out_features);
   y = raw_try_reshape_view(y, out_shape);
-  finish_op(kLinear, {x, weight, bias}, {y}, {ox.t, ow.t});
+  finish_op(kLinear, {x_in, weight_in, bias_in}, {y}, {ox.t, ow.t});
   return y;
 }
 

@@ -10,6 +10,7 @@
 #include <climits>
 
 #include "core/error.h"
+#include "core/tensor.h"
 #include "kernels/cpu/blas.h"
 #include "kernels/registry.h"
 
@@ -80,8 +81,38 @@ void gemm(const GemmArgs& g) {
 #endif
 }
 
+// kGemmWideOutput for f32 operands: C (f64) = alpha op(A) op(B) + beta C with the products summed
+// by sgemm, as kGemm<float> sums them, then widened. The scratch holds one C without its leading
+// dimension, (m, n) per batch entry, or a single (m, n) where the batch accumulates (stride_c == 0,
+// summed in f32 over the batch, beta applied once, as kGemm does).
+void gemm_wide_output_f32(const GemmArgs& g) {
+  GRADUS_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0 && g.batch >= 0, kGemmWideOutput,
+               "negative size (m, n, k, batch) = ({}, {}, {}, {})", g.m, g.n, g.k, g.batch);
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  const int64_t entries = g.stride_c == 0 ? 1 : g.batch, per = g.m * g.n;
+  Tensor scratch = Tensor::empty({entries * per}, DType::f32, kCPU);
+  GemmArgs narrow = g;
+  narrow.beta = 0.0;
+  narrow.c = scratch.raw_data();
+  narrow.ldc = g.n;
+  narrow.stride_c = g.stride_c == 0 ? 0 : per;
+  gemm<float>(narrow);
+  const float* s = static_cast<const float*>(scratch.raw_data());
+  double* c = static_cast<double*>(g.c);
+  const double beta = g.beta;
+#pragma omp parallel for schedule(static) if (entries * per >= kMinParallelWork)
+  for (int64_t row = 0; row < entries * g.m; ++row) {
+    const int64_t e = row / g.m, i = row % g.m;
+    double* c_row = c + e * g.stride_c + i * g.ldc;
+    const float* s_row = s + row * g.n;
+    for (int64_t j = 0; j < g.n; ++j)  // beta == 0: C is not read (it may hold NaN)
+      c_row[j] = beta == 0.0 ? static_cast<double>(s_row[j]) : s_row[j] + beta * c_row[j];
+  }
+}
+
 }  // namespace
 
 GRADUS_REGISTER_CPU_KERNEL(kGemm, gemm);
+GRADUS_REGISTER_KERNEL(kGemmWideOutput, DeviceType::cpu, DType::f32, &gemm_wide_output_f32);
 
 }  // namespace gradus::kernels::cpu

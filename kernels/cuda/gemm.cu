@@ -22,6 +22,7 @@ using kernels::gemm_can_fold_m;
 using kernels::gemm_check_dims;
 using kernels::GemmArgs;
 using kernels::kGemm;
+using kernels::kGemmWideOutput;
 
 // One cuBLAS call: for each of `batch` entries, C = alpha op(A) op(B) + beta C with op(A): (m, k),
 // op(B): (k, g.n), C: (m, g.n) row-major with leading dimension ldc. k >= 1, batch >= 1.
@@ -91,22 +92,24 @@ __global__ void add_sum_to_c_kernel(bf16* c, const float* sum, int64_t m, int64_
   }
 }
 
-template <class T>
-void gemm(const GemmArgs& g) {
-  GRADUS_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0 && g.batch >= 0, kGemm,
+// C = alpha op(A) op(B) + beta C with A and B of type T and C of type Out: T for kGemm, f32 for
+// kGemmWideOutput on bf16 operands (cuBLAS writes its f32 accumulator instead of rounding it).
+template <class T, class Out>
+void gemm_into(const GemmArgs& g, const char* name) {
+  GRADUS_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0 && g.batch >= 0, name,
                "negative size (m, n, k, batch) = ({}, {}, {}, {})", g.m, g.n, g.k, g.batch);
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   gemm_check_dims(g, "cuBLAS", /*batch_too=*/true);
   const T* a = static_cast<const T*>(g.a);
   const T* b = static_cast<const T*>(g.b);
-  T* c = static_cast<T*>(g.c);
-  constexpr cudaDataType c_type = c_type_of<T>();
+  Out* c = static_cast<Out*>(g.c);
+  constexpr cudaDataType c_type = c_type_of<Out>();
 
   if (g.k == 0) {
     // stride_c == 0: every entry scales the one C, beta first and 1 after, i.e. once.
     const int64_t batches = g.stride_c == 0 ? 1 : g.batch;
-    scale_c_kernel<T><<<elementwise_blocks(batches * g.m * g.n), kThreads, 0, stream()>>>(
-        c, batches, g.m, g.n, g.ldc, g.stride_c, static_cast<acc_t<T>>(g.beta));
+    scale_c_kernel<Out><<<elementwise_blocks(batches * g.m * g.n), kThreads, 0, stream()>>>(
+        c, batches, g.m, g.n, g.ldc, g.stride_c, static_cast<acc_t<Out>>(g.beta));
     GRADUS_CUDA_CHECK_LAUNCH("gemm_scale_c");
     return;
   }
@@ -125,8 +128,8 @@ void gemm(const GemmArgs& g) {
 
   // Accumulation into one C that no fold covers: one product after another, in batch order (a
   // strided-batched call would race on C).
-  if constexpr (std::is_same_v<T, bf16>) {
-    // bf16 sums in an f32 buffer and rounds once, rather than once per batch entry.
+  if constexpr (std::is_same_v<Out, bf16>) {
+    // A bf16 C sums in an f32 buffer and rounds once, rather than once per batch entry.
     Tensor sum = Tensor::empty({g.m, g.n}, DType::f32, kGPU);
     float* s = static_cast<float*>(sum.raw_data());
     for (int64_t i = 0; i < g.batch; ++i)
@@ -142,8 +145,18 @@ void gemm(const GemmArgs& g) {
   }
 }
 
+template <class T>
+void gemm(const GemmArgs& g) {
+  gemm_into<T, T>(g, kGemm);
+}
+
+// kGemmWideOutput: bf16 operands, f32 C.
+void gemm_wide_output_bf16(const GemmArgs& g) { gemm_into<bf16, float>(g, kGemmWideOutput); }
+
 }  // namespace
 
 GRADUS_REGISTER_CUDA_KERNEL(kernels::kGemm, gemm);
+GRADUS_REGISTER_KERNEL(kernels::kGemmWideOutput, DeviceType::cuda, DType::bf16,
+                       &gemm_wide_output_bf16);
 
 }  // namespace gradus::cuda

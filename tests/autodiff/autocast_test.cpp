@@ -6,16 +6,19 @@
 #include "autodiff/autocast.h"
 
 #include <cmath>
+#include <functional>
 #include <string>
 
 #include "autodiff/ops/attention.h"
 #include "autodiff/ops/cross_entropy.h"
 #include "autodiff/ops/elementwise.h"
+#include "autodiff/ops/linear_cross_entropy.h"
 #include "autodiff/ops/matmul.h"
 #include "autodiff/ops/norm.h"
 #include "autodiff/ops/reduce.h"
 #include "autodiff/ops/softmax.h"
 #include "autodiff/ops/view.h"
+#include "core/kernel_census.h"
 #include "models/nn/lm.h"
 #include "models/optim/adam.h"
 #include "support/cuda.h"
@@ -116,6 +119,116 @@ double relative_error(const std::vector<double>& got, const std::vector<double>&
     scale = std::max(scale, std::abs(want[i]));
   }
   return worst / std::max(scale, 1e-30);
+}
+
+// The products record their wide operands and write those operands' gradients in the wide dtype
+// themselves (kernels::kGemmWideOutput): the backward of linear, of a batched matmul whose weight
+// is broadcast over the batch, and of linear_cross_entropy converts no dtype, and each gradient
+// is the narrow computation's, widened.
+TEST(Autocast, ProductsWriteWideGradientsWithoutACast) {
+  struct Product {
+    std::string name;
+    Shape x_shape, w_shape;
+    std::function<Tensor(const Tensor&, const Tensor&)> fn;
+  };
+  const Tensor targets = Tensor::from_vector({0, 1, 2, 3, 4, 5, 6, 0}, {8}, DType::i64);
+  const std::vector<Product> products = {
+      {"linear", {2, 4, 6}, {5, 6}, [](const Tensor& x, const Tensor& w) { return linear(x, w); }},
+      {"matmul, w broadcast",
+       {2, 4, 6},
+       {6, 5},
+       [](const Tensor& x, const Tensor& w) { return matmul(x, w); }},
+      {"linear_cross_entropy", {8, 6}, {7, 6}, [&](const Tensor& x, const Tensor& w) {
+         return linear_cross_entropy(x, w, targets);
+       }}};
+  for (const Product& p : products) {
+    SCOPED_TRACE(p.name);
+    const Tensor x = randn_leaf(p.x_shape, 21), w = randn_leaf(p.w_shape, 22);
+    Tensor y;
+    {
+      AutocastGuard mixed(DType::f32, DType::f64);
+      y = p.fn(x, w);
+    }
+    const Tensor seed = Tensor::ones(y.shape(), y.dtype());
+    census::open();
+    backward(y, seed);
+    const auto calls = census::close();
+    for (const auto& [kernel, count] : calls) EXPECT_NE(kernel, "copy (dtype conversion)");
+    ASSERT_EQ(x.grad().dtype(), DType::f64);
+    ASSERT_EQ(w.grad().dtype(), DType::f64);
+
+    Tensor x32 = raw_to_dtype(x, DType::f32), w32 = raw_to_dtype(w, DType::f32);
+    x32.set_requires_grad(true);
+    w32.set_requires_grad(true);
+    const Tensor y32 = p.fn(x32, w32);
+    backward(y32, raw_to_dtype(seed, y32.dtype()));
+    EXPECT_LT(relative_error(x.grad().to_vector(), x32.grad().to_vector()), 1e-6);
+    EXPECT_LT(relative_error(w.grad().to_vector(), w32.grad().to_vector()), 1e-6);
+  }
+}
+
+// Conversions counted by the census while `work` runs.
+int64_t conversions_in(const std::function<void()>& work) {
+  census::open();
+  work();
+  int64_t n = 0;
+  for (const auto& [kernel, count] : census::close())
+    if (kernel == "copy (dtype conversion)") n += count;
+  return n;
+}
+
+// Within a guard, products reading the same op-produced tensor share one cast of it (q, k and v
+// read one normed input); leaves are cast at each use (they may be written in place between uses),
+// as is everything in no-grad mode (op outputs are leaves there) and in a nested guard.
+TEST(Autocast, ProductsReadingOneTensorShareItsCast) {
+  const Tensor x = randn_leaf({4, 6}, 41), g = randn_leaf({6}, 42);
+  const Tensor wq = randn_leaf({5, 6}, 43), wk = randn_leaf({5, 6}, 44),
+               wv = randn_leaf({5, 6}, 45);
+  Tensor loss;
+  {
+    AutocastGuard mixed(DType::f32, DType::f64);
+    const Tensor h = rms_norm(x, g);  // f64, produced by an op
+    ASSERT_FALSE(h.is_leaf());
+    Tensor q, k, v;
+    EXPECT_EQ(conversions_in([&] {
+                q = linear(h, wq);
+                k = linear(h, wk);
+                v = linear(h, wv);
+              }),
+              1 + 3)
+        << "h once, each weight once";
+    EXPECT_EQ(conversions_in([&] {
+                linear(x, wq);
+                linear(x, wk);
+              }),
+              2 + 2)
+        << "a leaf each time";
+    {
+      AutocastGuard inner(DType::f32, DType::f64);
+      EXPECT_EQ(conversions_in([&] { linear(h, wq); }), 1 + 1) << "a nested guard casts afresh";
+    }
+    {
+      NoGradGuard no_grad;
+      const Tensor h_eval = rms_norm(x, g);
+      EXPECT_EQ(conversions_in([&] {
+                  linear(h_eval, wq);
+                  linear(h_eval, wk);
+                }),
+                2 + 2);
+    }
+    loss = sum(q * k + v);
+  }
+  backward(loss);
+  // The shared cast changes no value: the same gradients as three separate casts of h, computed in
+  // f32 by hand.
+  Tensor h32 = raw_to_dtype(rms_norm(detach(x), detach(g)), DType::f32);
+  h32.set_requires_grad(true);
+  const Tensor q32 = linear(h32, raw_to_dtype(wq, DType::f32)),
+               k32 = linear(h32, raw_to_dtype(wk, DType::f32)),
+               v32 = linear(h32, raw_to_dtype(wv, DType::f32));
+  EXPECT_NEAR(loss.item(), sum(q32 * k32 + v32).item(), 1e-5 * std::abs(loss.item()) + 1e-6);
+  ASSERT_TRUE(x.grad().defined());
+  ASSERT_TRUE(wv.grad().defined());
 }
 
 // Every kind: f64 parameters with f32 compute give the f64 model's loss and gradients within f32's

@@ -61,15 +61,23 @@ TEST(BenchLm, CensusListsTheKernelCallsOfOneStep) {
       previous = e["calls"].get<int64_t>();
     }
     EXPECT_EQ((*r)["kernel_calls_per_step"].get<int64_t>(), total);
-    // small: 4 layers of 7 products, each with 2 more in the backward, and the head's 3.
-    EXPECT_EQ(calls(*r, "gemm"), 4 * 7 * 3 + 3);
+    // small: 4 layers of 7 products, each with 2 more in the backward, and the head's 3. Mixed
+    // precision writes the gradients of wide operands with gemm_wide_output.
+    EXPECT_EQ(calls(*r, "gemm") + calls(*r, "gemm_wide_output"), 4 * 7 * 3 + 3);
     EXPECT_EQ(calls(*r, "adam_multi_step"), 1);
     EXPECT_EQ(calls(*r, "cross_entropy_check_targets"), 1);
   }
   EXPECT_EQ(calls(plain, "copy (dtype conversion)"), 0);
   EXPECT_EQ(calls(plain, "copy"), 0)
       << "the heads of q, k and v and their gradients are never copied";
-  EXPECT_GT(calls(mixed, "copy (dtype conversion)"), 2 * 29) << "29 weights cast and back at least";
+  EXPECT_EQ(calls(plain, "gemm_wide_output"), 0);
+  // Every weight's dW and every wide activation's dx (q, k, v, gate and up read the normed f64
+  // stream; the head's x too) come straight from the product: 4 layers x (7 + 5) + 2.
+  EXPECT_EQ(calls(mixed, "gemm_wide_output"), 4 * (7 + 5) + 2);
+  // The casts left: 29 weights and 9 activations in the forward (none back; q, k and v share one
+  // cast of their input, gate and up another), 8 residual promotions and their 8 gradients, and
+  // the head's logits and their gradient (one chunk).
+  EXPECT_EQ(calls(mixed, "copy (dtype conversion)"), 29 + 9 + 16 + 2);
   EXPECT_EQ(mixed["precision"], "f32-f64");
   EXPECT_FALSE(BenchLmOptions{}.census);
   EXPECT_FALSE(bench_lm(BenchLmOptions{.steps = 1, .batch = 2}).contains("kernel_census"));

@@ -1,0 +1,131 @@
+// bf16 mixed precision on the GPU writes the gradients of f32 operands in f32 straight from the
+// bf16 products (kernels::kGemmWideOutput): summed in f32 and never rounded to bf16. Checked
+// against a double loop over the same bf16 values with a bound (2^-14 of the largest element) that
+// f32 summation meets by far and a bf16 rounding (up to 2^-9 of an element) would not.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "autodiff/autocast.h"
+#include "autodiff/ops/linear_cross_entropy.h"
+#include "autodiff/ops/matmul.h"
+#include "autodiff/tape.h"
+#include "core/kernel_census.h"
+#include "core/random.h"
+#include "kernels/gemm.h"
+#include "kernels/registry.h"
+#include "support/cuda.h"
+
+namespace gradus {
+namespace {
+
+using testing::kCUDA;
+
+// Values exactly representable in bf16 (rounded on the CPU), as an f32 leaf on the GPU; `host`
+// receives them in double.
+Tensor bf16_valued_leaf(const Shape& shape, uint64_t seed, std::vector<double>& host,
+                        double std = 1.0) {
+  Generator gen(seed);
+  const Tensor rounded = raw_to_dtype(
+      raw_to_dtype(rand_normal(shape, gen, DType::f32, 0.0, std), DType::bf16), DType::f32);
+  host = rounded.to_vector();
+  Tensor leaf = raw_to_device(rounded, kCUDA);
+  leaf.set_requires_grad(true);
+  return leaf;
+}
+
+void expect_f32_accurate(const Tensor& grad, const std::vector<double>& want, const char* what) {
+  ASSERT_EQ(grad.dtype(), DType::f32) << what;
+  const std::vector<double> got = grad.to_vector();
+  double scale = 0, worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    scale = std::max(scale, std::abs(want[i]));
+    worst = std::max(worst, std::abs(got[i] - want[i]));
+  }
+  EXPECT_LE(worst, 0x1p-14 * scale) << what << ": a bf16 rounding would show as ~2^-9";
+}
+
+TEST(CudaMixedPrecision, LinearWritesF32GradientsOfBf16Products) {
+  GRADUS_REQUIRE_CUDA();
+  ASSERT_TRUE(kernels::supports(kernels::kGemmWideOutput, DeviceType::cuda, DType::bf16));
+  const int64_t rows = 96, in = 64, out = 48;
+  std::vector<double> xv, wv, dyv;
+  const Tensor x = bf16_valued_leaf({rows, in}, 31, xv), w = bf16_valued_leaf({out, in}, 32, wv);
+  Tensor y;
+  {
+    AutocastGuard mixed(DType::bf16, DType::f32);
+    y = linear(x, w);
+  }
+  ASSERT_EQ(y.dtype(), DType::bf16);
+  Generator gen(33);
+  const Tensor dy = raw_to_dtype(rand_normal({rows, out}, gen), DType::bf16);
+  dyv = dy.to_vector();
+  census::open();
+  backward(y, raw_to_device(dy, kCUDA));
+  const auto calls = census::close();
+  for (const auto& [kernel, count] : calls) EXPECT_NE(kernel, "copy (dtype conversion)");
+
+  std::vector<double> dw(out * in, 0.0), dx(rows * in, 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) {
+        dw[o * in + i] += dyv[r * out + o] * xv[r * in + i];
+        dx[r * in + i] += dyv[r * out + o] * wv[o * in + i];
+      }
+  expect_f32_accurate(w.grad(), dw, "dW");
+  expect_f32_accurate(x.grad(), dx, "dx");
+}
+
+TEST(CudaMixedPrecision, LinearCrossEntropyWritesAnF32WeightGradient) {
+  GRADUS_REQUIRE_CUDA();
+  const int64_t rows = 40, C = 64, V = 300;
+  std::vector<double> xv, wv;
+  // Logits of about unit size keep the bf16 rounding of the logits and of their gradient small.
+  const Tensor x = bf16_valued_leaf({rows, C}, 34, xv, 0.125), w = bf16_valued_leaf({V, C}, 35, wv);
+  std::vector<double> t(rows);
+  for (int64_t r = 0; r < rows; ++r) t[r] = static_cast<double>((r * 37) % V);
+  const Tensor targets = raw_to_device(Tensor::from_vector(t, {rows}, DType::i64), kCUDA);
+  Tensor loss;
+  {
+    AutocastGuard mixed(DType::bf16, DType::f32);
+    loss = linear_cross_entropy(x, w, targets, -100, "sum", /*chunk_rows=*/16);
+  }
+  census::open();
+  backward(loss);
+  const auto calls = census::close();
+  for (const auto& [kernel, count] : calls) EXPECT_NE(kernel, "copy (dtype conversion)");
+  ASSERT_EQ(w.grad().dtype(), DType::f32);
+  ASSERT_EQ(x.grad().dtype(), DType::f32);
+
+  // The reference from the same bf16 logits: dL/dlogits = softmax - onehot per row (the kernel
+  // rounds the logits and their gradient to bf16, so this bound is looser: 2^-7 of the scale,
+  // still checked per element against a double loop).
+  std::vector<double> dw(V * C, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<double> logit(V);
+    double top = -1e300, sum = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      double s = 0;
+      for (int64_t c = 0; c < C; ++c) s += xv[r * C + c] * wv[v * C + c];
+      logit[v] = s;
+      top = std::max(top, s);
+    }
+    for (int64_t v = 0; v < V; ++v) sum += std::exp(logit[v] - top);
+    for (int64_t v = 0; v < V; ++v) {
+      const double g = std::exp(logit[v] - top) / sum - (v == static_cast<int64_t>(t[r]) ? 1 : 0);
+      for (int64_t c = 0; c < C; ++c) dw[v * C + c] += g * xv[r * C + c];
+    }
+  }
+  const std::vector<double> got = w.grad().to_vector();
+  double scale = 0, worst = 0;
+  for (size_t i = 0; i < dw.size(); ++i) {
+    scale = std::max(scale, std::abs(dw[i]));
+    worst = std::max(worst, std::abs(got[i] - dw[i]));
+  }
+  EXPECT_LE(worst, 0x1p-7 * scale);
+}
+
+}  // namespace
+}  // namespace gradus

@@ -6,6 +6,8 @@
 
 #include "autodiff/ops/view.h"
 #include "core/error.h"
+#include "kernels/copy.h"
+#include "kernels/registry.h"
 
 namespace gradus {
 
@@ -27,7 +29,20 @@ struct SharedCast {
   TensorImpl view;  // the cast's shape, strides, offset and dtype; its storage is not held here
 };
 using CastTable = std::unordered_map<const TensorImpl*, SharedCast>;
-thread_local std::vector<CastTable> t_casts;
+
+// A parameter cast on a guard's entry (AutocastWeights), held until the guard ends.
+struct WeightCast {
+  std::weak_ptr<TensorImpl> source;
+  Tensor cast;
+};
+
+// What one guard knows of its casts.
+struct GuardCasts {
+  CastTable shared;
+  std::unordered_map<const TensorImpl*, WeightCast> weights_cast;
+  AutocastWeights* weights = nullptr;
+};
+thread_local std::vector<GuardCasts> t_casts;
 
 bool is_float(DType d) { return d == DType::f32 || d == DType::f64 || d == DType::bf16; }
 
@@ -40,7 +55,8 @@ Tensor cast_if_float(const Tensor& x, DType to) {
 
 }  // namespace
 
-AutocastGuard::AutocastGuard(DType compute, DType wide) : previous_(t_state) {
+AutocastGuard::AutocastGuard(DType compute, DType wide, AutocastWeights* weights)
+    : previous_(t_state) {
   GRADUS_CHECK(is_float(compute) && is_float(wide), "AutocastGuard",
                "compute and wide must be floating dtypes, found {} and {}", dtype_name(compute),
                dtype_name(wide));
@@ -49,6 +65,54 @@ AutocastGuard::AutocastGuard(DType compute, DType wide) : previous_(t_state) {
                dtype_name(compute), dtype_name(wide));
   t_state = AutocastState{compute, wide};
   t_casts.emplace_back();
+  t_casts.back().weights = weights;
+  if (weights == nullptr) return;
+  try {
+    cast_on_entry(*weights, compute, &t_casts.back());
+  } catch (...) {  // no destructor will run: leave the thread's state as it was
+    t_casts.pop_back();
+    t_state = previous_;
+    throw;
+  }
+}
+
+// Everything `weights` remembers that is still alive, contiguous and not yet in `compute`, cast in
+// one cast_multi call per (device, source dtype). Forgets the freed parameters; a different compute
+// dtype forgets them all.
+void AutocastGuard::cast_on_entry(AutocastWeights& weights, DType compute, void* guard_casts) {
+  GuardCasts& guard = *static_cast<GuardCasts*>(guard_casts);
+  if (weights.compute_ != compute) {
+    weights.params_.clear();
+    weights.compute_ = compute;
+    return;
+  }
+  struct Group {
+    Device device;
+    DType dtype;
+    std::vector<kernels::CastArray> arrays;
+  };
+  std::vector<Group> groups;
+  for (auto it = weights.params_.begin(); it != weights.params_.end();) {
+    std::shared_ptr<TensorImpl> impl = it->second.lock();
+    if (!impl) {
+      it = weights.params_.erase(it);
+      continue;
+    }
+    ++it;
+    const Tensor source(impl);
+    if (!is_float(source.dtype()) || source.dtype() == compute || !source.is_contiguous()) continue;
+    Tensor cast = Tensor::empty(source.shape(), compute, source.device());
+    auto group = std::find_if(groups.begin(), groups.end(), [&](const Group& g) {
+      return g.device == source.device() && g.dtype == source.dtype();
+    });
+    if (group == groups.end())
+      group = groups.insert(groups.end(), {source.device(), source.dtype(), {}});
+    group->arrays.push_back({source.raw_data(), cast.raw_data(), source.numel()});
+    guard.weights_cast[impl.get()] = WeightCast{impl, cast};
+  }
+  static const kernels::KernelRef<kernels::CastMultiFn> cast_multi(kernels::kCastMulti);
+  for (const Group& g : groups)
+    cast_multi(g.device, g.dtype)(g.arrays.data(), static_cast<int64_t>(g.arrays.size()), compute);
 }
 
 AutocastGuard::~AutocastGuard() {
@@ -66,9 +130,19 @@ Tensor autocast_compute(const Tensor& x) {
 
 Tensor autocast_compute_untaped(const Tensor& x) {
   if (!t_state || !x.defined() || !is_float(x.dtype()) || x.dtype() == t_state->compute) return x;
-  if (x.is_leaf()) return raw_to_dtype(x, t_state->compute);
-  CastTable& table = t_casts.back();
+  GuardCasts& guard = t_casts.back();
   const std::shared_ptr<TensorImpl>& source = x.impl_ptr();
+  if (x.is_leaf()) {
+    if (auto it = guard.weights_cast.find(source.get());
+        it != guard.weights_cast.end() && it->second.source.lock() == source)
+      return it->second.cast;
+    if (guard.weights != nullptr && x.requires_grad()) {  // a parameter: cast it on entry next time
+      guard.weights->compute_ = t_state->compute;
+      guard.weights->params_[source.get()] = source;
+    }
+    return raw_to_dtype(x, t_state->compute);
+  }
+  CastTable& table = guard.shared;
   if (auto it = table.find(source.get()); it != table.end() && it->second.source.lock() == source)
     if (std::shared_ptr<Storage> storage = it->second.storage.lock()) {
       auto impl = std::make_shared<TensorImpl>(it->second.view);
@@ -85,6 +159,10 @@ Tensor autocast_compute_untaped(const Tensor& x) {
   entry.storage = cast.storage();
   entry.view = TensorImpl{nullptr, cast.shape(), cast.strides(), cast.offset(), cast.dtype(), {}};
   return cast;
+}
+
+void autocast_drop_weight_casts() {
+  for (GuardCasts& guard : t_casts) guard.weights_cast.clear();
 }
 
 Tensor autocast_wide(const Tensor& x) { return t_state ? cast_if_float(x, t_state->wide) : x; }

@@ -16,7 +16,9 @@
 // thread, like the tape.
 #pragma once
 
+#include <memory>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "core/tensor.h"
@@ -28,14 +30,52 @@ struct AutocastState {
   DType wide = DType::f32;      // norms, softmax, losses; what mixed operands promote to
 };
 
+namespace detail {
+Tensor autocast_compute_untaped(const Tensor& x);
+}
+
+// The parameters a training loop's products cast, remembered from one step to the next. A guard
+// given an AutocastWeights casts, on entry, every parameter that products cast in earlier guards
+// with it, in one cast_multi call per (device, dtype) (ceil(count / 24) launches on a GPU), and
+// the products read those casts instead of casting each parameter at its use: the 29 weight casts
+// of a `small` training step become one call. The first guard casts at each use and remembers
+// every leaf that requires a gradient (a parameter). The references are weak: a freed model is
+// forgotten. Owned by the loop, used by one thread:
+//
+//   AutocastWeights weights;
+//   for (...) {
+//     { AutocastGuard mixed(DType::bf16, DType::f32, &weights); loss = model.loss(ids, targets); }
+//     backward(loss);
+//     optimizer.step();
+//   }
+//
+// The casts are taken on entry, so the parameters must not be written inside the guard: an
+// optimiser step there drops them (Optimizer::step calls detail::autocast_drop_weight_casts()),
+// and any other in-place write of a parameter belongs outside the guard (as with the weight cache
+// of torch.autocast).
+class AutocastWeights {
+ public:
+  // Parameters remembered (freed ones included until the next guard prunes them).
+  int64_t size() const { return static_cast<int64_t>(params_.size()); }
+
+ private:
+  friend class AutocastGuard;
+  friend Tensor detail::autocast_compute_untaped(const Tensor& x);
+  std::unordered_map<const TensorImpl*, std::weak_ptr<TensorImpl>> params_;
+  DType compute_ = DType::bf16;  // the dtype they were cast to; another one starts afresh
+};
+
 class AutocastGuard {
  public:
-  AutocastGuard(DType compute, DType wide);
+  // weights: optional, see AutocastWeights.
+  AutocastGuard(DType compute, DType wide, AutocastWeights* weights = nullptr);
   ~AutocastGuard();
   AutocastGuard(const AutocastGuard&) = delete;
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
+  // The casts AutocastWeights asks for, taken on entry into guard_casts (this guard's table).
+  static void cast_on_entry(AutocastWeights& weights, DType compute, void* guard_casts);
   std::optional<AutocastState> previous_;
 };
 
@@ -52,8 +92,12 @@ Tensor autocast_wide(const Tensor& x);
 // operand's own dtype (an f32 master weight gets an f32 dW straight from the gemm, with no narrow
 // gradient and no cast in the backward; see kernels::kGemmWideOutput). Within a guard, a tensor an
 // op produced is cast once however many products read it (q, k and v share one cast of their
-// input); leaves (parameters, inputs) are cast at every use, since they may be written in place.
+// input); leaves (parameters, inputs) are cast at every use, since they may be written in place,
+// unless the guard cast them on entry (AutocastWeights).
 Tensor autocast_compute_untaped(const Tensor& x);
+// Forgets the parameters' casts taken on entry by every guard of this thread (they would be stale
+// once a parameter is written): called by Optimizer::step.
+void autocast_drop_weight_casts();
 // For an elementwise op on a and b of different floating dtypes under autocast: both in the
 // wider of the two (f64 > f32 > bf16). Outside autocast, or with equal dtypes, unchanged.
 void autocast_promote(Tensor& a, Tensor& b);

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "core/bfloat16.h"
+#include "core/element_convert.h"
 #include "core/kernel_census.h"
 #include "core/strided_loop.h"
 
@@ -28,20 +29,6 @@ void dispatch_cpu_dtype(DType t, const char* op, Fn&& fn) {
   GRADUS_FAIL(op, "unknown dtype {}", static_cast<int>(t));
 }
 
-// Element conversion for copies between dtypes; bf16 converts through f32 (exact both ways for
-// values a bf16 can hold).
-template <class D, class S>
-D convert_element(S s) {
-  if constexpr (std::is_same_v<D, S>) {
-    return s;
-  } else if constexpr (std::is_same_v<S, bfloat16>) {
-    return static_cast<D>(static_cast<float>(s));
-  } else if constexpr (std::is_same_v<D, bfloat16>) {
-    return bfloat16(static_cast<float>(s));
-  } else {
-    return static_cast<D>(s);
-  }
-}
 }  // namespace
 
 void set_poison_uninitialized(bool on) { g_poison = on; }

@@ -122,11 +122,12 @@ nlohmann::json bench_lm(const BenchLmOptions& o) {
   Tensor inputs = raw_to_device(raw_contiguous(raw_slice(ids, 1, 0, seq)), device);
   Tensor targets = raw_to_device(raw_contiguous(raw_slice(ids, 1, 1, seq + 1)), device);
 
+  AutocastWeights cast_weights;  // every step casts the weights in one call on entry
   auto step = [&] {
     optimizer.zero_grad();
     Tensor loss;
     if (mixed) {
-      AutocastGuard autocast(compute, wide);
+      AutocastGuard autocast(compute, wide, &cast_weights);
       loss = model.loss(inputs, targets);
     } else {
       loss = model.loss(inputs, targets);

@@ -349,6 +349,7 @@ LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
   double window_loss = 0.0, window_train_s = 0.0;
   int64_t window_steps = 0;
   lm.train();
+  AutocastWeights cast_weights;  // mixed precision: the weights cast in one call per step
   for (int64_t step = st.step; step < total; ++step) {
     const auto step_start = Clock::now();
     const double lr = schedule.at(step);
@@ -357,7 +358,7 @@ LmRunResult run_lm(const LmRunOptions& given_options, std::ostream& out) {
     opt->zero_grad();
     Tensor loss_t;
     if (mixed_precision) {  // the forward only: the backward runs in the forward's dtypes
-      AutocastGuard autocast(DType::bf16, DType::f32);
+      AutocastGuard autocast(DType::bf16, DType::f32, &cast_weights);
       loss_t = lm.loss(batch.inputs, batch.targets);
     } else {
       loss_t = lm.loss(batch.inputs, batch.targets);

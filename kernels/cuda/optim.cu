@@ -11,6 +11,7 @@
 
 #include "core/tensor.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/multi_tensor.cuh"
 #include "kernels/cuda/rounded.cuh"
 #include "kernels/optim.h"
 
@@ -31,37 +32,6 @@ void packed_launches(int64_t n, bool aligned, Launch&& launch) {
   const int64_t head = aligned ? n / kVec<T> * kVec<T> : 0;
   if (head > 0) launch(std::integral_constant<int, kVec<T>>{}, int64_t{0}, head);
   if (n > head) launch(std::integral_constant<int, 1>{}, head, n - head);
-}
-
-// ---- multi-tensor launches ----
-// A multi-tensor launch covers up to kMultiTensors arrays: their pointers, lengths and block ranges
-// travel in a struct passed by value (a kernel parameter, below 4 KB, so no copy and no host wait),
-// and block b of the grid works on the array t with block_start[t] <= b < block_start[t + 1], as
-// the per-array kernel's block b - block_start[t] in a grid of that array's own size would.
-constexpr int kMultiTensors = 24;
-
-// The array of the block (block_start: (count + 1), ascending). Uniform within a block.
-__device__ __forceinline__ int multi_tensor_of_block(const int* block_start, int count) {
-  int t = 0;
-  while (t + 1 < count && static_cast<int>(blockIdx.x) >= block_start[t + 1]) ++t;
-  return t;
-}
-
-// Calls launch(first, count) for consecutive runs [first, first + count) of the `total` items with
-// count <= kMultiTensors, skipping items that have_work(i) says are empty.
-template <class HasWork, class Launch>
-void multi_tensor_batches(int64_t total, HasWork&& has_work, Launch&& launch) {
-  std::vector<int64_t> batch;
-  batch.reserve(kMultiTensors);
-  for (int64_t i = 0; i < total; ++i) {
-    if (!has_work(i)) continue;
-    batch.push_back(i);
-    if (static_cast<int>(batch.size()) == kMultiTensors) {
-      launch(batch);
-      batch.clear();
-    }
-  }
-  if (!batch.empty()) launch(batch);
 }
 
 // ---- SGD ----

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <unordered_set>
 
+#include "autodiff/autocast.h"
 #include "autodiff/tape.h"
 #include "core/env_switch.h"
 
@@ -109,6 +110,8 @@ void Optimizer::step() {
   for (size_t g = 0; g < groups_.size(); ++g) state_[g].resize(groups_[g].params.size());
 
   NoGradGuard no_grad;
+  // Casts of the parameters that an enclosing autocast guard took on entry would go stale.
+  detail::autocast_drop_weight_casts();
   // Every gradient is checked before any parameter or state changes.
   std::vector<std::pair<size_t, size_t>> with_grad;  // (group, param) in parameter order
   for (size_t gi = 0; gi < groups_.size(); ++gi) {

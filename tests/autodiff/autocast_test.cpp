@@ -7,7 +7,10 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "autodiff/ops/attention.h"
 #include "autodiff/ops/cross_entropy.h"
@@ -229,6 +232,85 @@ TEST(Autocast, ProductsReadingOneTensorShareItsCast) {
   EXPECT_NEAR(loss.item(), sum(q32 * k32 + v32).item(), 1e-5 * std::abs(loss.item()) + 1e-6);
   ASSERT_TRUE(x.grad().defined());
   ASSERT_TRUE(wv.grad().defined());
+}
+
+// Kernel calls counted by the census while `work` runs, by name.
+std::map<std::string, int64_t> census_of(const std::function<void()>& work) {
+  census::open();
+  work();
+  std::map<std::string, int64_t> calls;
+  for (const auto& [kernel, count] : census::close()) calls[kernel] = count;
+  return calls;
+}
+
+// AutocastWeights: the first guard casts each weight at its use and remembers it; every later
+// guard casts them all on entry in one cast_multi call, with bit-identical losses and gradients.
+// An optimiser step inside a guard drops the casts (the products then cast the updated weights),
+// another compute dtype starts afresh, and a freed model is forgotten.
+TEST(Autocast, WeightsAreCastOnEntryInOneCall) {
+  const ModelConfig c = tiny("std");
+  Generator gen(4);
+  auto lm = std::make_unique<DecoderLM>(c, gen);
+  lm->to(DType::f64);
+  auto opt = std::make_unique<AdamW>(lm->parameters(), 1e-2, 0.0);
+  const Tensor ids = tokens(5, c.vocab_size), targets = tokens(6, c.vocab_size);
+  AutocastWeights weights;
+  // One training step's loss and gradients, under a guard with or without `weights`.
+  auto run = [&](AutocastWeights* w, std::map<std::string, int64_t>* calls) {
+    opt->zero_grad();
+    Tensor loss;
+    const auto forward = [&] {
+      AutocastGuard mixed(DType::f32, DType::f64, w);
+      loss = lm->loss(ids, targets);
+    };
+    if (calls != nullptr)
+      *calls = census_of(forward);
+    else
+      forward();
+    backward(loss);
+    std::vector<std::vector<double>> grads;
+    for (const Tensor& p : lm->parameters()) grads.push_back(p.grad().to_vector());
+    return std::make_pair(loss.item(), grads);
+  };
+  const int64_t products_per_layer = 7;  // q, k, v, o, gate, up, down
+  const int64_t weights_cast = c.num_hidden_layers * products_per_layer + 1;  // and the head
+
+  std::map<std::string, int64_t> first, later;
+  run(&weights, &first);
+  EXPECT_EQ(weights.size(), weights_cast);
+  EXPECT_EQ(first.count("cast_multi"), 0u);
+  const auto with = run(&weights, &later);
+  EXPECT_EQ(later["cast_multi"], 1);
+  EXPECT_EQ(later["copy (dtype conversion)"], first["copy (dtype conversion)"] - weights_cast);
+  const auto without = run(nullptr, nullptr);
+  EXPECT_EQ(with.first, without.first);
+  EXPECT_EQ(with.second, without.second);
+
+  // An optimiser step inside the guard: the products read the updated weights.
+  double inside = 0;
+  {
+    AutocastGuard mixed(DType::f32, DType::f64, &weights);
+    opt->step();
+    NoGradGuard no_grad;
+    inside = lm->loss(ids, targets).item();
+  }
+  double fresh = 0;
+  {
+    AutocastGuard mixed(DType::f32, DType::f64);
+    NoGradGuard no_grad;
+    fresh = lm->loss(ids, targets).item();
+  }
+  EXPECT_EQ(inside, fresh);
+  EXPECT_NE(inside, without.first) << "the step changed the weights";
+
+  { AutocastGuard same_dtype(DType::f64, DType::f64, &weights); }
+  EXPECT_EQ(weights.size(), 0) << "another compute dtype starts afresh";
+  run(&weights, nullptr);
+  EXPECT_EQ(weights.size(), weights_cast);
+  opt.reset();
+  lm.reset();
+  { AutocastGuard after(DType::f32, DType::f64, &weights); }
+  EXPECT_EQ(weights.size(), 0) << "a freed model is forgotten";
 }
 
 // Every kind: f64 parameters with f32 compute give the f64 model's loss and gradients within f32's

@@ -74,10 +74,13 @@ TEST(BenchLm, CensusListsTheKernelCallsOfOneStep) {
   // Every weight's dW and every wide activation's dx (q, k, v, gate and up read the normed f64
   // stream; the head's x too) come straight from the product: 4 layers x (7 + 5) + 2.
   EXPECT_EQ(calls(mixed, "gemm_wide_output"), 4 * (7 + 5) + 2);
-  // The casts left: 29 weights and 9 activations in the forward (none back; q, k and v share one
-  // cast of their input, gate and up another), 8 residual promotions and their 8 gradients, and
-  // the head's logits and their gradient (one chunk).
-  EXPECT_EQ(calls(mixed, "copy (dtype conversion)"), 29 + 9 + 16 + 2);
+  // The casts left: the 29 weights in one cast_multi call on entry (AutocastWeights), 9
+  // activations in the forward (none back; q, k and v share one cast of their input, gate and up
+  // another), 8 residual promotions and their 8 gradients, and the head's logits and their
+  // gradient (one chunk).
+  EXPECT_EQ(calls(mixed, "cast_multi"), 1);
+  EXPECT_EQ(calls(plain, "cast_multi"), 0);
+  EXPECT_EQ(calls(mixed, "copy (dtype conversion)"), 9 + 16 + 2);
   EXPECT_EQ(mixed["precision"], "f32-f64");
   EXPECT_FALSE(BenchLmOptions{}.census);
   EXPECT_FALSE(bench_lm(BenchLmOptions{.steps = 1, .batch = 2}).contains("kernel_census"));

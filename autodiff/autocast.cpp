@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "autodiff/ops/view.h"
+#include "core/env_switch.h"
 #include "core/error.h"
 #include "kernels/copy.h"
 #include "kernels/registry.h"
@@ -53,7 +54,15 @@ Tensor cast_if_float(const Tensor& x, DType to) {
   return to_dtype(x, to);
 }
 
+EnvSwitch& lean_autocast_switch() {
+  static EnvSwitch on("GRADUS_LEAN_AUTOCAST");
+  return on;
+}
+
 }  // namespace
+
+void set_lean_autocast(bool on) { lean_autocast_switch().set(on); }
+bool lean_autocast_enabled() { return lean_autocast_switch().on(); }
 
 AutocastGuard::AutocastGuard(DType compute, DType wide, AutocastWeights* weights)
     : previous_(t_state) {
@@ -65,6 +74,7 @@ AutocastGuard::AutocastGuard(DType compute, DType wide, AutocastWeights* weights
                dtype_name(compute), dtype_name(wide));
   t_state = AutocastState{compute, wide};
   t_casts.emplace_back();
+  if (!lean_autocast_enabled()) weights = nullptr;  // every use casts afresh
   t_casts.back().weights = weights;
   if (weights == nullptr) return;
   try {
@@ -159,6 +169,14 @@ Tensor autocast_compute_untaped(const Tensor& x) {
   entry.storage = cast.storage();
   entry.view = TensorImpl{nullptr, cast.shape(), cast.strides(), cast.offset(), cast.dtype(), {}};
   return cast;
+}
+
+ProductOperand autocast_product_operand(const Tensor& x) {
+  if (!lean_autocast_enabled()) {
+    Tensor cast = autocast_compute(x);
+    return {cast, cast};
+  }
+  return {autocast_compute_untaped(x), x};
 }
 
 void autocast_drop_weight_casts() {

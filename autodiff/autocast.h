@@ -98,6 +98,25 @@ Tensor autocast_compute_untaped(const Tensor& x);
 // Forgets the parameters' casts taken on entry by every guard of this thread (they would be stale
 // once a parameter is written): called by Optimizer::step.
 void autocast_drop_weight_casts();
+
+// An operand of a matrix product under autocast: `value` is what the product multiplies (in the
+// compute dtype), `recorded` the input it records and whose gradient it writes (in that tensor's
+// own dtype). By default value = autocast_compute_untaped(x) and recorded = x. With the lean
+// autocast off (set_lean_autocast(false), GRADUS_LEAN_AUTOCAST=0 in the environment) both are
+// autocast_compute(x), a recorded cast: the gradient is computed in the compute dtype and cast back
+// by the cast's own backward, every use casts afresh and AutocastWeights is ignored, as
+// torch.autocast does; that path stays to measure and check the lean one against.
+struct ProductOperand {
+  Tensor value, recorded;
+};
+ProductOperand autocast_product_operand(const Tensor& x);
+}  // namespace detail
+
+// On by default; see detail::ProductOperand. Thread-safe (process-wide).
+void set_lean_autocast(bool on);
+bool lean_autocast_enabled();
+
+namespace detail {
 // For an elementwise op on a and b of different floating dtypes under autocast: both in the
 // wider of the two (f64 > f32 > bf16). Outside autocast, or with equal dtypes, unchanged.
 void autocast_promote(Tensor& a, Tensor& b);

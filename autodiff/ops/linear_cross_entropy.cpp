@@ -87,8 +87,9 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
   detail::expect_defined(op, targets, "targets");
   // Cast without a tape record: the op records x_in and weight_in and returns their gradients in
   // their own dtypes (an f32 master weight's dW summed in f32 straight from the bf16 products).
-  const Tensor x = detail::autocast_compute_untaped(x_in),
-               w = detail::autocast_compute_untaped(weight_in);
+  const detail::ProductOperand x_op = detail::autocast_product_operand(x_in),
+                               w_op = detail::autocast_product_operand(weight_in);
+  const Tensor &x = x_op.value, &w = w_op.value;
   detail::expect_float_compatible(op, {&x, &w});
   detail::expect_rank(op, w, 2, "weight (V, C)");
   GRADUS_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), op,
@@ -111,14 +112,15 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
   const DType compute = x.dtype();
   const std::optional<AutocastState> autocast = autocast_state();
   const DType loss_dtype = autocast ? autocast->wide : compute;  // as cross_entropy's autocast_wide
-  const bool need_dx = grad_enabled() && x_in.requires_grad();
-  const bool need_dw = grad_enabled() && weight_in.requires_grad();
+  const bool need_dx = grad_enabled() && x_op.recorded.requires_grad();
+  const bool need_dw = grad_enabled() && w_op.recorded.requires_grad();
   // dx in x_in's dtype where the gemm writes it, else in the compute dtype (cast in the backward).
-  const DType dx_dtype = detail::product_gradient_dtype(x_in.dtype(), compute, x.device());
+  const DType dx_dtype = detail::product_gradient_dtype(x_op.recorded.dtype(), compute, x.device());
   // dW sums over the chunks: in weight_in's dtype where the gemm writes it (an f32 master weight of
   // bf16 products, f64 of f32 ones), else in f32 for bf16 (a bf16 running sum would round every
   // chunk) and in the compute dtype otherwise.
-  const DType direct_dw = detail::product_gradient_dtype(weight_in.dtype(), compute, x.device());
+  const DType direct_dw =
+      detail::product_gradient_dtype(w_op.recorded.dtype(), compute, x.device());
   const DType accumulate = direct_dw != compute     ? direct_dw
                            : compute == DType::bf16 ? DType::f32
                                                     : compute;
@@ -227,7 +229,7 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
     static const kernels::KernelRef<kernels::UnaryFn> unary(kernels::kUnary);
     unary(out.device(), out.dtype())(kernels::UnaryOp::affine, {inv_count, 0.0}, out, out);
   }
-  finish_op(kLinearCrossEntropy, {x_in, weight_in, targets}, {out}, {dx, dw},
+  finish_op(kLinearCrossEntropy, {x_op.recorded, w_op.recorded, targets}, {out}, {dx, dw},
             Attrs{.ints = {static_cast<int64_t>(red), count}});
   return out;
 }

@@ -2,8 +2,9 @@
 // backward (dA = dC B^T, dB = A^T dC) are transpose flags, never copies; the gradient of an operand
 // broadcast over the batch is summed inside gemm (stride-0 output) rather than by the engine.
 //
-// Under autocast the operands are cast to the compute dtype without a tape record; the op records
-// the operands as they arrived and writes each gradient in its operand's dtype: kGemmWideOutput
+// Under autocast the operands are cast to the compute dtype without a tape record
+// (detail::autocast_product_operand); the op records the operands as they arrived and writes each
+// gradient in its operand's dtype: kGemmWideOutput
 // writes an f32 master weight's dW from the bf16 product directly (summed in f32, never rounded to
 // bf16). kGemmWideOutput is optional, so it is not in the op's kernel lists: where a device lacks
 // it the gradient is computed in the compute dtype and cast (detail::product_gradient_dtype).
@@ -207,8 +208,9 @@ void linear_backward(const Record& r, const std::vector<Tensor>& go, std::vector
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  const Tensor a = detail::autocast_compute_untaped(a_in),
-               b = detail::autocast_compute_untaped(b_in);
+  const detail::ProductOperand a_op = detail::autocast_product_operand(a_in),
+                               b_op = detail::autocast_product_operand(b_in);
+  const Tensor &a = a_op.value, &b = b_op.value;
   detail::expect_float_compatible("matmul", {&a, &b});
   GRADUS_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul",
                "expected operands of rank 1 or more but found a {} and b {}", a.describe(),
@@ -235,14 +237,15 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   if (a.dim() > 1) result_shape.push_back(a2.size(-2));
   if (b.dim() > 1) result_shape.push_back(b2.size(-1));
   out = raw_try_reshape_view(out, result_shape);
-  finish_op(kMatmul, {a_in, b_in}, {out}, {oa.t, ob.t});
+  finish_op(kMatmul, {a_op.recorded, b_op.recorded}, {out}, {oa.t, ob.t});
   return out;
 }
 
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
-  const Tensor x = detail::autocast_compute_untaped(x_in),
-               weight = detail::autocast_compute_untaped(weight_in),
-               bias = detail::autocast_compute_untaped(bias_in);
+  const detail::ProductOperand x_op = detail::autocast_product_operand(x_in),
+                               weight_op = detail::autocast_product_operand(weight_in),
+                               bias_op = detail::autocast_product_operand(bias_in);
+  const Tensor &x = x_op.value, &weight = weight_op.value, &bias = bias_op.value;
   const bool has_bias = bias.defined();
   if (has_bias)
     detail::expect_float_compatible("linear", {&x, &weight, &bias});
@@ -272,7 +275,7 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
   Shape out_shape = lead;
   out_shape.push_back(out_features);
   y = raw_try_reshape_view(y, out_shape);
-  finish_op(kLinear, {x_in, weight_in, bias_in}, {y}, {ox.t, ow.t});
+  finish_op(kLinear, {x_op.recorded, weight_op.recorded, bias_op.recorded}, {y}, {ox.t, ow.t});
   return y;
 }
 

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "autodiff/ops/attention.h"
@@ -311,6 +312,49 @@ TEST(Autocast, WeightsAreCastOnEntryInOneCall) {
   lm.reset();
   { AutocastGuard after(DType::f32, DType::f64, &weights); }
   EXPECT_EQ(weights.size(), 0) << "a freed model is forgotten";
+}
+
+// GRADUS_LEAN_AUTOCAST=0 (set_lean_autocast(false)) runs autocast as torch.autocast does (recorded
+// casts, cast back in the backward, every use cast afresh): the same loss, the same gradients to
+// f32 rounding (the head's gradient is scaled in f64 rather than f32), and more conversions.
+TEST(Autocast, LeanAutocastMatchesThePlainOne) {
+  const ModelConfig c = tiny("std");
+  Generator gen(8);
+  DecoderLM lm(c, gen);
+  lm.to(DType::f64);
+  const Tensor ids = tokens(9, c.vocab_size), targets = tokens(10, c.vocab_size);
+  AutocastWeights weights;
+  auto run = [&](bool lean) {
+    set_lean_autocast(lean);
+    for (const Tensor& p : lm.parameters()) p.zero_grad();
+    Tensor loss;
+    std::map<std::string, int64_t> calls = census_of([&] {
+      AutocastGuard mixed(DType::f32, DType::f64, &weights);
+      loss = lm.loss(ids, targets);
+      backward(loss);
+    });
+    std::vector<std::vector<double>> grads;
+    for (const Tensor& p : lm.parameters()) grads.push_back(p.grad().to_vector());
+    set_lean_autocast(true);
+    return std::make_tuple(loss.item(), grads, calls);
+  };
+  run(true);  // AutocastWeights remembers the weights
+  const auto [lean_loss, lean_grads, lean_calls] = run(true);
+  const auto [plain_loss, plain_grads, plain_calls] = run(false);
+  EXPECT_EQ(lean_loss, plain_loss);
+  for (size_t i = 0; i < lean_grads.size(); ++i)
+    EXPECT_LT(relative_error(lean_grads[i], plain_grads[i]), 1e-6) << "parameter " << i;
+  const auto count = [](const std::map<std::string, int64_t>& m, const char* k) {
+    const auto it = m.find(k);
+    return it == m.end() ? int64_t{0} : it->second;
+  };
+  EXPECT_EQ(count(plain_calls, "cast_multi"), 0);
+  EXPECT_EQ(count(plain_calls, "gemm_wide_output"), 0);
+  EXPECT_EQ(count(lean_calls, "cast_multi"), 1);
+  EXPECT_LT(count(lean_calls, "copy (dtype conversion)") + 1,
+            count(plain_calls, "copy (dtype conversion)") - 2 * 15)
+      << "plain: every weight cast and cast back";
+  EXPECT_TRUE(lean_autocast_enabled());
 }
 
 // Every kind: f64 parameters with f32 compute give the f64 model's loss and gradients within f32's

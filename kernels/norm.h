@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace gradus::kernels {
 
 // ---- RMSNorm: y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps) ----
@@ -26,6 +28,27 @@ using RmsNormBackwardFn = void (*)(const void* x, const void* weight, const void
                                    int64_t rows, int64_t cols);
 inline constexpr const char* kRmsNormForward = "rms_norm_forward";
 inline constexpr const char* kRmsNormBackward = "rms_norm_backward";
+
+// ---- residual add + RMSNorm: sum = x + delta, y = RMSNorm(sum) (the pre-norm block's h and norm)
+// -- One pass where three kernels ran (a widening cast of delta, the add, the norm) and one
+// backward where three ran (the norm's, the accumulation of sum's two gradients, the cast back). T
+// is the kernel's dtype (x, sum, y, weight, rstd); delta has delta_dtype: T, or under mixed
+// precision a narrower floating dtype (bf16 with f32, f32 with f64), widened on load. sum is
+// rounded to T before the statistics, so every value equals the composite's. x, delta, sum, y:
+// (rows, cols); weight: (cols) or nullptr; rstd: (rows).
+using AddRmsNormForwardFn = void (*)(const void* x, const void* delta, DType delta_dtype,
+                                     const void* weight, void* sum, void* y, void* rstd,
+                                     int64_t rows, int64_t cols, double eps);
+// sum, weight, rstd, grad_y: as rms_norm_backward reads x, weight, rstd, grad_y. grad_sum: the
+// gradient that reached sum from its other use, (rows, cols), or nullptr. With
+// g = grad_sum + (the rms_norm gradient of grad_y): grad_x = g in T and grad_delta = g rounded to
+// delta_dtype, each (rows, cols) or nullptr (not wanted); grad_weight: (cols) or nullptr.
+using AddRmsNormBackwardFn = void (*)(const void* sum, const void* weight, const void* rstd,
+                                      const void* grad_y, const void* grad_sum, void* grad_x,
+                                      void* grad_delta, DType delta_dtype, void* grad_weight,
+                                      int64_t rows, int64_t cols);
+inline constexpr const char* kAddRmsNormForward = "add_rms_norm_forward";
+inline constexpr const char* kAddRmsNormBackward = "add_rms_norm_backward";
 
 // ---- LayerNorm: y = (x - mean) * rstd * weight + bias, rstd = 1 / sqrt(var(x) + eps) ----
 // (population variance, as torch.nn.LayerNorm)

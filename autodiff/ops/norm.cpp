@@ -7,6 +7,8 @@
 
 #include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
+#include "autodiff/ops/elementwise.h"
+#include "core/env_switch.h"
 #include "kernels/norm.h"
 
 namespace gradus {
@@ -96,7 +98,90 @@ const OpDef& kLayerNorm = register_op({.name = "layer_norm",
                                        .backward_kernels = {kernels::kLayerNormBackward},
                                        .gradcheck = "Gradcheck.layer_norm"});
 
+// ---------------------------------------------------------------- add_rms_norm
+// inputs: x, delta, weight; outputs: sum, y; saved: sum, weight (contiguous or undefined), rstd.
+void add_rms_norm_backward_rule(const Record& r, const std::vector<Tensor>& go,
+                                std::vector<Tensor>& gi) {
+  const Tensor& sum = r.saved[0];
+  const Tensor& w = r.saved[1];
+  const Tensor& rstd = r.saved[2];
+  const DType delta_dtype = r.input_dtypes[1];
+  const Tensor gsum = go[0].defined() ? raw_contiguous(go[0]) : Tensor();
+  if (!go[1].defined()) {  // only sum was used: its gradient passes to x and delta
+    gi[0] = detail::in_dtype(gsum, r.input_dtypes[0]);
+    gi[1] = detail::in_dtype(gsum, delta_dtype);
+    return;
+  }
+  const Tensor gy = raw_contiguous(go[1]);
+  const bool want_x = r.input_requires_grad(0), want_delta = r.input_requires_grad(1);
+  const bool same_dtype = delta_dtype == sum.dtype();
+  // With one dtype the two gradients are equal: one buffer serves both.
+  Tensor gx = want_x || (want_delta && same_dtype) ? detail::empty_like(sum) : Tensor();
+  Tensor gdelta =
+      want_delta && !same_dtype ? Tensor::empty(sum.shape(), delta_dtype, sum.device()) : Tensor();
+  Tensor gw = r.input_requires_grad(2) ? detail::empty_like(w) : Tensor();
+  static const kernels::KernelRef<kernels::AddRmsNormBackwardFn> kernel(
+      kernels::kAddRmsNormBackward);
+  kernel(sum.device(), sum.dtype())(
+      sum.raw_data(), data_or_null(w), rstd.raw_data(), gy.raw_data(), data_or_null(gsum),
+      mutable_data_or_null(gx), mutable_data_or_null(gdelta), delta_dtype, mutable_data_or_null(gw),
+      leading_rows(sum.shape()), sum.shape().back());
+  if (want_x) gi[0] = gx;
+  if (want_delta) gi[1] = same_dtype ? gx : gdelta;
+  gi[2] = gw;
+}
+
+const OpDef& kAddRmsNorm = register_op({.name = "add_rms_norm",
+                                        .family = "norm",
+                                        .backward = add_rms_norm_backward_rule,
+                                        .forward_kernels = {kernels::kAddRmsNormForward},
+                                        .backward_kernels = {kernels::kAddRmsNormBackward},
+                                        .gradcheck = "Gradcheck.add_rms_norm"});
+
+EnvSwitch& fused_norm_switch() {
+  static EnvSwitch on("GRADUS_FUSED_NORM");
+  return on;
+}
+
+int width(DType d) { return d == DType::f64 ? 3 : d == DType::f32 ? 2 : d == DType::bf16 ? 1 : 0; }
+
 }  // namespace
+
+void set_fused_norm(bool on) { fused_norm_switch().set(on); }
+bool fused_norm_enabled() { return fused_norm_switch().on(); }
+
+SumAndNorm add_rms_norm(const Tensor& x, const Tensor& delta, const Tensor& weight_in, double eps) {
+  const char* op = "add_rms_norm";
+  detail::expect_defined(op, x, "x");
+  detail::expect_defined(op, delta, "delta");
+  const std::optional<AutocastState> autocast = autocast_state();
+  const Tensor weight = detail::autocast_wide(weight_in);
+  // The kernel adds delta of x's dtype, or of a narrower one under autocast, to x kept in
+  // autocast's wide dtype (what rms_norm reads the sum in): anything else is the composite's.
+  const bool dtypes_fit = width(x.dtype()) > 0 && width(delta.dtype()) > 0 &&
+                          (delta.dtype() == x.dtype() ||
+                           (autocast.has_value() && width(delta.dtype()) < width(x.dtype()))) &&
+                          (!autocast.has_value() || x.dtype() == autocast->wide) &&
+                          (!weight.defined() || weight.dtype() == x.dtype());
+  if (!fused_norm_enabled() || !dtypes_fit || x.shape() != delta.shape() || x.dim() < 1 ||
+      x.device() != delta.device() ||
+      !kernels::supports(kernels::kAddRmsNormForward, x.device().type, x.dtype())) {
+    Tensor sum = x + delta;
+    return {sum, rms_norm(sum, weight_in, eps)};
+  }
+  check_norm_args(op, x, weight, "weight", eps);
+  const Tensor xc = raw_contiguous(x), dc = raw_contiguous(delta);
+  const Tensor w = contiguous_or_undefined(weight);
+  const int64_t rows = leading_rows(x.shape());
+  Tensor sum = detail::empty_like(x), y = detail::empty_like(x);
+  Tensor rstd = detail::empty_like({rows}, x);
+  static const kernels::KernelRef<kernels::AddRmsNormForwardFn> kernel(kernels::kAddRmsNormForward);
+  kernel(x.device(), x.dtype())(xc.raw_data(), dc.raw_data(), dc.dtype(), data_or_null(w),
+                                sum.raw_data(), y.raw_data(), rstd.raw_data(), rows,
+                                x.shape().back(), eps);
+  finish_op(kAddRmsNorm, {x, delta, weight}, {sum, y}, {sum, w, rstd}, Attrs{.floats = {eps}});
+  return {sum, y};
+}
 
 Tensor rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps) {
   // Under autocast the statistics and the output are in the wide dtype.
@@ -114,8 +199,7 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps) {
   return y;
 }
 
-Tensor layer_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
-                  double eps) {
+Tensor layer_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, double eps) {
   const Tensor x = detail::autocast_wide(x_in), weight = detail::autocast_wide(weight_in),
                bias = detail::autocast_wide(bias_in);
   check_norm_args("layer_norm", x, weight, "weight", eps);

@@ -9,9 +9,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "core/element_convert.h"
+#include "core/error.h"
 #include "kernels/registry.h"
 
 namespace gradus::kernels::cpu {
@@ -74,6 +77,25 @@ void sum_partials(const std::vector<double>& partial, int64_t blocks, int64_t co
 }
 
 // ---------------------------------------------------------------- RMSNorm
+// One row: returns rstd (rounded to T) and writes y = x * rstd * weight. x, y: (cols).
+template <class T>
+T rms_norm_row(const T* xr, const T* w, T* yr, int64_t cols, double inv_cols, double eps) {
+  const double ms = row_sum(cols,
+                            [&](int64_t c) {
+                              const double v = xr[c];
+                              return v * v;
+                            }) *
+                    inv_cols;
+  // The backward reads the rstd in T, so the forward uses the same rounded value.
+  const T rs = static_cast<T>(1.0 / std::sqrt(ms + eps));
+  if (w != nullptr) {
+    for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] * rs * w[c];
+  } else {
+    for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] * rs;
+  }
+  return rs;
+}
+
 template <class T>
 void rms_norm_forward(const void* x_, const void* w_, void* y_, void* rstd_, int64_t rows,
                       int64_t cols, double eps) {
@@ -83,44 +105,66 @@ void rms_norm_forward(const void* x_, const void* w_, void* y_, void* rstd_, int
   T* rstd = static_cast<T*>(rstd_);
   const double inv_cols = 1.0 / static_cast<double>(std::max<int64_t>(cols, 1));
 #pragma omp parallel for if (rows * cols > kParallelWork) schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    rstd[r] = rms_norm_row(x + r * cols, w, y + r * cols, cols, inv_cols, eps);
+}
+
+// sum = x + delta (delta of D, widened to T: exact), then the norm of each row of sum, read back
+// as stored, so every value equals the composite's (a cast, an add, rms_norm).
+template <class T, class D>
+void add_rms_norm_rows(const T* x, const D* delta, const T* w, T* sum, T* y, T* rstd, int64_t rows,
+                       int64_t cols, double eps) {
+  const double inv_cols = 1.0 / static_cast<double>(std::max<int64_t>(cols, 1));
+#pragma omp parallel for if (rows * cols > kParallelWork) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
-    T* yr = y + r * cols;
-    const double ms = row_sum(cols,
-                              [&](int64_t c) {
-                                const double v = xr[c];
-                                return v * v;
-                              }) *
-                      inv_cols;
-    // The backward reads the rstd in T, so the forward uses the same rounded value.
-    const T rs = static_cast<T>(1.0 / std::sqrt(ms + eps));
-    rstd[r] = rs;
-    if (w != nullptr) {
-      for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] * rs * w[c];
-    } else {
-      for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] * rs;
-    }
+    const D* dr = delta + r * cols;
+    T* sr = sum + r * cols;
+    for (int64_t c = 0; c < cols; ++c) sr[c] = xr[c] + convert_element<T, D>(dr[c]);
+    rstd[r] = rms_norm_row(sr, w, y + r * cols, cols, inv_cols, eps);
   }
+}
+
+// Calls fn(D{}) for the storage type D of a delta of `dtype` that T may widen: T itself, bf16
+// under f32 (the CPU converts bf16, it does not compute in it), f32 under f64.
+template <class T, class Fn>
+void dispatch_delta(DType dtype, const char* kernel, Fn&& fn) {
+  if (dtype == dtype_of<T>()) return fn(T{});
+  if constexpr (std::is_same_v<T, float>)
+    if (dtype == DType::bf16) return fn(bfloat16{});
+  if constexpr (std::is_same_v<T, double>)
+    if (dtype == DType::f32) return fn(float{});
+  GRADUS_FAIL(kernel, "delta of dtype {} cannot be added to {}: expected {} or {}",
+              dtype_name(dtype), dtype_name(dtype_of<T>()), dtype_name(dtype_of<T>()),
+              std::is_same_v<T, double> ? "f32" : "bf16");
+}
+
+template <class T>
+void add_rms_norm_forward(const void* x, const void* delta, DType delta_dtype, const void* w,
+                          void* sum, void* y, void* rstd, int64_t rows, int64_t cols, double eps) {
+  dispatch_delta<T>(delta_dtype, kAddRmsNormForward, [&](auto d) {
+    using D = decltype(d);
+    add_rms_norm_rows(static_cast<const T*>(x), static_cast<const D*>(delta),
+                      static_cast<const T*>(w), static_cast<T*>(sum), static_cast<T*>(y),
+                      static_cast<T*>(rstd), rows, cols, eps);
+  });
 }
 
 // With xhat = x * rstd and g = grad_y * weight:
 //   grad_x = rstd * (g - xhat * mean(g * xhat)),  grad_weight = sum over rows of grad_y * xhat.
-template <class T>
-void rms_norm_backward(const void* x_, const void* w_, const void* rstd_, const void* gy_,
-                       void* gx_, void* gw_, int64_t rows, int64_t cols) {
-  const T* x = static_cast<const T*>(x_);
-  const T* w = static_cast<const T*>(w_);
-  const T* rstd = static_cast<const T*>(rstd_);
-  const T* gy = static_cast<const T*>(gy_);
-  T* gx = static_cast<T*>(gx_);
-  T* gw = static_cast<T*>(gw_);
+// For add_rms_norm (x is its sum) grad_sum, when given, is added to grad_x, which is written in T
+// (gx) and rounded to D (gdelta), each where wanted.
+template <class T, class D>
+void rms_norm_backward_rows(const T* x, const T* w, const T* rstd, const T* gy, const T* gsum,
+                            T* gx, D* gdelta, T* gw, int64_t rows, int64_t cols) {
   const double inv_cols = 1.0 / static_cast<double>(std::max<int64_t>(cols, 1));
   const RowBlocks blocks = row_blocks(rows);
+  const bool want_gx = gx != nullptr || gdelta != nullptr;
   std::vector<double> partial(gw != nullptr ? static_cast<size_t>(blocks.count * cols) : 0, 0.0);
 #pragma omp parallel for if (rows * cols > kParallelWork) schedule(static)
   for (int64_t b = 0; b < blocks.count; ++b) {
     double* pw = gw != nullptr ? partial.data() + b * cols : nullptr;
-    std::vector<T> g(gx != nullptr ? static_cast<size_t>(cols) : 0);
+    std::vector<T> g(want_gx ? static_cast<size_t>(cols) : 0);
     const int64_t r1 = std::min(rows, (b + 1) * blocks.size);
     for (int64_t r = b * blocks.size; r < r1; ++r) {
       const T* xr = x + r * cols;
@@ -128,8 +172,7 @@ void rms_norm_backward(const void* x_, const void* w_, const void* rstd_, const 
       const T rs = rstd[r];
       if (pw != nullptr)
         for (int64_t c = 0; c < cols; ++c) pw[c] += static_cast<double>(gyr[c] * (xr[c] * rs));
-      if (gx == nullptr) continue;
-      T* gxr = gx + r * cols;
+      if (!want_gx) continue;
       // g = grad_y * weight, computed once per row (both passes below read it).
       if (w != nullptr) {
         for (int64_t c = 0; c < cols; ++c) g[c] = gyr[c] * w[c];
@@ -142,10 +185,37 @@ void rms_norm_backward(const void* x_, const void* w_, const void* rstd_, const 
                                                   static_cast<double>(xr[c] * rs);
                                          }) *
                                  inv_cols);
-      for (int64_t c = 0; c < cols; ++c) gxr[c] = rs * (g[c] - (xr[c] * rs) * d);
+      const int64_t off = r * cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        T v = rs * (g[c] - (xr[c] * rs) * d);
+        if (gsum != nullptr) v = v + gsum[off + c];
+        if (gx != nullptr) gx[off + c] = v;
+        if (gdelta != nullptr) gdelta[off + c] = convert_element<D, T>(v);
+      }
     }
   }
   if (gw != nullptr) sum_partials(partial, blocks.count, cols, gw);
+}
+
+template <class T>
+void rms_norm_backward(const void* x, const void* w, const void* rstd, const void* gy, void* gx,
+                       void* gw, int64_t rows, int64_t cols) {
+  rms_norm_backward_rows<T, T>(static_cast<const T*>(x), static_cast<const T*>(w),
+                               static_cast<const T*>(rstd), static_cast<const T*>(gy), nullptr,
+                               static_cast<T*>(gx), nullptr, static_cast<T*>(gw), rows, cols);
+}
+
+template <class T>
+void add_rms_norm_backward(const void* sum, const void* w, const void* rstd, const void* gy,
+                           const void* gsum, void* gx, void* gdelta, DType delta_dtype, void* gw,
+                           int64_t rows, int64_t cols) {
+  dispatch_delta<T>(delta_dtype, kAddRmsNormBackward, [&](auto d) {
+    using D = decltype(d);
+    rms_norm_backward_rows<T, D>(static_cast<const T*>(sum), static_cast<const T*>(w),
+                                 static_cast<const T*>(rstd), static_cast<const T*>(gy),
+                                 static_cast<const T*>(gsum), static_cast<T*>(gx),
+                                 static_cast<D*>(gdelta), static_cast<T*>(gw), rows, cols);
+  });
 }
 
 // ---------------------------------------------------------------- LayerNorm
@@ -246,6 +316,8 @@ void layer_norm_backward(const void* x_, const void* w_, const void* mean_, cons
 
 GRADUS_REGISTER_CPU_KERNEL(kRmsNormForward, rms_norm_forward);
 GRADUS_REGISTER_CPU_KERNEL(kRmsNormBackward, rms_norm_backward);
+GRADUS_REGISTER_CPU_KERNEL(kAddRmsNormForward, add_rms_norm_forward);
+GRADUS_REGISTER_CPU_KERNEL(kAddRmsNormBackward, add_rms_norm_backward);
 GRADUS_REGISTER_CPU_KERNEL(kLayerNormForward, layer_norm_forward);
 GRADUS_REGISTER_CPU_KERNEL(kLayerNormBackward, layer_norm_backward);
 

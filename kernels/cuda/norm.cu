@@ -15,6 +15,7 @@
 
 #include "core/tensor.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/rounded.cuh"
 #include "kernels/norm.h"
 
 namespace gradus::cuda {
@@ -40,10 +41,12 @@ __device__ __forceinline__ void scale_by(const T* w, int64_t k0, int64_t n, bool
 
 // x, y: (rows, cols); weight: (cols) or nullptr; rstd: (rows).
 // rstd = 1 / sqrt(mean(x^2) + eps) rounded to T; y = (x * rstd) * weight.
-template <int kRowThreads, class T>
+// add_rms_norm: with delta: (rows, cols) of D (T or narrower), the row is first sum = x + delta,
+// rounded to T and stored, and the norm is of sum: each thread reads back the groups it wrote.
+template <int kRowThreads, class T, class D = T>
 __global__ void __launch_bounds__(kThreads)
-    rms_norm_forward_kernel(const T* x, const T* w, T* y, T* rstd, int64_t rows, int64_t cols,
-                            double inv_cols, double eps) {
+    rms_norm_forward_kernel(const T* x, const D* delta, T* sum, const T* w, T* y, T* rstd,
+                            int64_t rows, int64_t cols, double inv_cols, double eps) {
   using A = acc_t<T>;
   constexpr int V = kVec<T>;
   __shared__ A shared[32];
@@ -57,14 +60,25 @@ __global__ void __launch_bounds__(kThreads)
        r0 += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
     const int64_t r = r0 + threadIdx.x / kRowThreads;
     const bool active = r < rows;
-    const T* xr = x + (active ? r : 0) * cols;
-    T* yr = y + (active ? r : 0) * cols;
+    const int64_t off = (active ? r : 0) * cols;
+    const T* xr = x + off;
+    T* yr = y + off;
     const bool xa = aligned16(xr), ya = aligned16(yr);
+    // The row the norm reads: x, or the sum written in the first pass.
+    const T* nr = delta != nullptr ? sum + off : xr;
+    const bool na = aligned16(nr);
     A v[V];
     A ss = A(0);
     if (active)
       for (int64_t g = t; g < groups; g += kRowThreads) {
         const int count = load_group(xr, g * V, cols, xa, v);
+        if (delta != nullptr) {
+#pragma unroll
+          for (int j = 0; j < V; ++j)
+            if (j < count)  // rounded to T, as the composite's add stores it
+              v[j] = to_acc(from_acc<T>(v[j] + static_cast<A>(load(delta + off + g * V + j))));
+          store_group(sum + off, g * V, count, na, v);
+        }
 #pragma unroll
         for (int j = 0; j < V; ++j)
           if (j < count) ss += v[j] * v[j];
@@ -75,7 +89,7 @@ __global__ void __launch_bounds__(kThreads)
     if (t == 0) rstd[r] = rs_t;
     const A rs = to_acc(rs_t);
     for (int64_t g = t; g < groups; g += kRowThreads) {
-      const int count = load_group(xr, g * V, cols, xa, v);
+      const int count = load_group(nr, g * V, cols, na, v);
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] *= rs;
       scale_by(w, g * V, cols, wa, v);
@@ -86,10 +100,12 @@ __global__ void __launch_bounds__(kThreads)
 
 // With xhat = x * rstd and g = grad_y * weight: grad_x = rstd * (g - xhat * mean(g * xhat)).
 // x, grad_y, grad_x: (rows, cols); weight: (cols) or nullptr; rstd: (rows).
-template <int kRowThreads, class T>
+// add_rms_norm (x is its sum): gsum (rows, cols) or nullptr is added to grad_x (rounded to T first,
+// as the composite stores it), which goes to gx (T) and gdelta (D), each (rows, cols) or nullptr.
+template <int kRowThreads, class T, class D = T>
 __global__ void __launch_bounds__(kThreads)
-    rms_norm_backward_kernel(const T* x, const T* w, const T* rstd, const T* gy, T* gx,
-                             int64_t rows, int64_t cols, double inv_cols) {
+    rms_norm_backward_kernel(const T* x, const T* w, const T* rstd, const T* gy, const T* gsum,
+                             T* gx, D* gdelta, int64_t rows, int64_t cols, double inv_cols) {
   using A = acc_t<T>;
   constexpr int V = kVec<T>;
   __shared__ A shared[32];
@@ -106,8 +122,9 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t off = (active ? r : 0) * cols;
     const T* xr = x + off;
     const T* gyr = gy + off;
-    T* gxr = gx + off;
-    const bool xa = aligned16(xr), ga = aligned16(gyr), gxa = aligned16(gxr);
+    const bool xa = aligned16(xr), ga = aligned16(gyr);
+    const bool gxa = gx != nullptr && aligned16(gx + off);
+    const bool gsa = gsum != nullptr && aligned16(gsum + off);
     const A rs = active ? load(rstd + r) : A(0);
     A xv[V], gv[V];
     A d = A(0);
@@ -129,7 +146,20 @@ __global__ void __launch_bounds__(kThreads)
       scale_by(w, g * V, cols, wa, gv);
 #pragma unroll
       for (int j = 0; j < V; ++j) gv[j] = rs * (gv[j] - (xv[j] * rs) * md);
-      store_group(gxr, g * V, count, gxa, gv);
+      if (gsum != nullptr) {
+        A sv[V];
+        load_group(gsum + off, g * V, cols, gsa, sv);
+#pragma unroll
+        for (int j = 0; j < V; ++j)  // add_rn: never contracted into the product above
+          if (j < count) gv[j] = add_rn(to_acc(from_acc<T>(gv[j])), sv[j]);
+      }
+      if (gx != nullptr) store_group(gx + off, g * V, count, gxa, gv);
+      if (gdelta != nullptr)
+#pragma unroll
+        for (int j = 0; j < V; ++j)  // rounded to T, then to D, as the composite's cast back
+          if (j < count)
+            gdelta[off + g * V + j] =
+                from_acc<D>(static_cast<acc_t<D>>(to_acc(from_acc<T>(gv[j]))));
     }
   }
 }
@@ -362,46 +392,98 @@ double inverse_cols(int64_t cols) { return 1.0 / static_cast<double>(std::max<in
 
 // ---------------------------------------------------------------- entry points
 
-template <class T>
-void rms_norm_forward(const void* x_, const void* w_, void* y_, void* rstd_, int64_t rows,
-                      int64_t cols, double eps) {
+// Launches rms_norm_forward_kernel, a warp per row for short rows and a block per row otherwise.
+// delta and sum: nullptr for rms_norm.
+template <class T, class D>
+void launch_rms_norm_forward(const T* x, const D* delta, T* sum, const T* w, T* y, T* rstd,
+                             int64_t rows, int64_t cols, double eps, const char* name) {
   if (rows == 0) return;  // cols == 0 still writes each row's rstd (1 / sqrt(eps)), as the CPU
-  const T* x = static_cast<const T*>(x_);
-  const T* w = static_cast<const T*>(w_);
-  T* y = static_cast<T*>(y_);
-  T* rstd = static_cast<T*>(rstd_);
   const double inv_cols = inverse_cols(cols);
   if (cols <= kShortRow)
-    rms_norm_forward_kernel<32, T>
-        <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(x, w, y, rstd, rows,
-                                                                             cols, inv_cols, eps);
+    rms_norm_forward_kernel<32, T, D>
+        <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(
+            x, delta, sum, w, y, rstd, rows, cols, inv_cols, eps);
   else
-    rms_norm_forward_kernel<kThreads, T>
-        <<<grid_for(rows), kThreads, 0, stream()>>>(x, w, y, rstd, rows, cols, inv_cols, eps);
-  GRADUS_CUDA_CHECK_LAUNCH("rms_norm_forward");
+    rms_norm_forward_kernel<kThreads, T, D><<<grid_for(rows), kThreads, 0, stream()>>>(
+        x, delta, sum, w, y, rstd, rows, cols, inv_cols, eps);
+  GRADUS_CUDA_CHECK_LAUNCH(name);
+}
+
+// Launches rms_norm_backward_kernel (when a row gradient is wanted), then the weight gradient.
+template <class T, class D>
+void launch_rms_norm_backward(const T* x, const T* w, const T* rstd, const T* gy, const T* gsum,
+                              T* gx, D* gdelta, T* gw, int64_t rows, int64_t cols,
+                              const char* name) {
+  const double inv_cols = inverse_cols(cols);
+  if ((gx != nullptr || gdelta != nullptr) && rows * cols > 0) {
+    if (cols <= kShortRow)
+      rms_norm_backward_kernel<32, T, D>
+          <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(
+              x, w, rstd, gy, gsum, gx, gdelta, rows, cols, inv_cols);
+    else
+      rms_norm_backward_kernel<kThreads, T, D><<<grid_for(rows), kThreads, 0, stream()>>>(
+          x, w, rstd, gy, gsum, gx, gdelta, rows, cols, inv_cols);
+    GRADUS_CUDA_CHECK_LAUNCH(name);
+  }
+  param_grads<T>(x, nullptr, rstd, gy, gw, nullptr, rows, cols, name);
 }
 
 template <class T>
-void rms_norm_backward(const void* x_, const void* w_, const void* rstd_, const void* gy_,
-                       void* gx_, void* gw_, int64_t rows, int64_t cols) {
-  const T* x = static_cast<const T*>(x_);
-  const T* w = static_cast<const T*>(w_);
-  const T* rstd = static_cast<const T*>(rstd_);
-  const T* gy = static_cast<const T*>(gy_);
-  T* gx = static_cast<T*>(gx_);
-  const double inv_cols = inverse_cols(cols);
-  if (gx != nullptr && rows * cols > 0) {
-    if (cols <= kShortRow)
-      rms_norm_backward_kernel<32, T>
-          <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(
-              x, w, rstd, gy, gx, rows, cols, inv_cols);
-    else
-      rms_norm_backward_kernel<kThreads, T>
-          <<<grid_for(rows), kThreads, 0, stream()>>>(x, w, rstd, gy, gx, rows, cols, inv_cols);
-    GRADUS_CUDA_CHECK_LAUNCH("rms_norm_backward");
-  }
-  param_grads<T>(x, nullptr, rstd, gy, static_cast<T*>(gw_), nullptr, rows, cols,
-                 "rms_norm_backward");
+void rms_norm_forward(const void* x, const void* w, void* y, void* rstd, int64_t rows, int64_t cols,
+                      double eps) {
+  launch_rms_norm_forward<T, T>(static_cast<const T*>(x), nullptr, nullptr,
+                                static_cast<const T*>(w), static_cast<T*>(y), static_cast<T*>(rstd),
+                                rows, cols, eps, "rms_norm_forward");
+}
+
+template <class T>
+void rms_norm_backward(const void* x, const void* w, const void* rstd, const void* gy, void* gx,
+                       void* gw, int64_t rows, int64_t cols) {
+  launch_rms_norm_backward<T, T>(static_cast<const T*>(x), static_cast<const T*>(w),
+                                 static_cast<const T*>(rstd), static_cast<const T*>(gy), nullptr,
+                                 static_cast<T*>(gx), nullptr, static_cast<T*>(gw), rows, cols,
+                                 "rms_norm_backward");
+}
+
+// Calls fn(D{}) for the storage type D of a delta of `dtype` that T may widen: T itself, bf16
+// under f32, f32 under f64.
+template <class T, class Fn>
+void dispatch_delta(DType dtype, const char* kernel, Fn&& fn) {
+  constexpr DType own = std::is_same_v<T, bf16> ? DType::bf16 : acc_dtype<T>();
+  if (dtype == own) return fn(T{});
+  if constexpr (std::is_same_v<T, float>)
+    if (dtype == DType::bf16) return fn(bf16{});
+  if constexpr (std::is_same_v<T, double>)
+    if (dtype == DType::f32) return fn(float{});
+  GRADUS_FAIL(kernel,
+              "delta of dtype {} cannot be added here: expected the sum's dtype or the "
+              "next narrower one",
+              dtype_name(dtype));
+}
+
+template <class T>
+void add_rms_norm_forward(const void* x, const void* delta, DType delta_dtype, const void* w,
+                          void* sum, void* y, void* rstd, int64_t rows, int64_t cols, double eps) {
+  dispatch_delta<T>(delta_dtype, kernels::kAddRmsNormForward, [&](auto d) {
+    using D = decltype(d);
+    launch_rms_norm_forward<T, D>(static_cast<const T*>(x), static_cast<const D*>(delta),
+                                  static_cast<T*>(sum), static_cast<const T*>(w),
+                                  static_cast<T*>(y), static_cast<T*>(rstd), rows, cols, eps,
+                                  "add_rms_norm_forward");
+  });
+}
+
+template <class T>
+void add_rms_norm_backward(const void* sum, const void* w, const void* rstd, const void* gy,
+                           const void* gsum, void* gx, void* gdelta, DType delta_dtype, void* gw,
+                           int64_t rows, int64_t cols) {
+  dispatch_delta<T>(delta_dtype, kernels::kAddRmsNormBackward, [&](auto d) {
+    using D = decltype(d);
+    launch_rms_norm_backward<T, D>(
+        static_cast<const T*>(sum), static_cast<const T*>(w), static_cast<const T*>(rstd),
+        static_cast<const T*>(gy), static_cast<const T*>(gsum), static_cast<T*>(gx),
+        static_cast<D*>(gdelta), static_cast<T*>(gw), rows, cols, "add_rms_norm_backward");
+  });
 }
 
 template <class T>
@@ -454,6 +536,8 @@ void layer_norm_backward(const void* x_, const void* w_, const void* mean_, cons
 
 GRADUS_REGISTER_CUDA_KERNEL(kernels::kRmsNormForward, rms_norm_forward);
 GRADUS_REGISTER_CUDA_KERNEL(kernels::kRmsNormBackward, rms_norm_backward);
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kAddRmsNormForward, add_rms_norm_forward);
+GRADUS_REGISTER_CUDA_KERNEL(kernels::kAddRmsNormBackward, add_rms_norm_backward);
 GRADUS_REGISTER_CUDA_KERNEL(kernels::kLayerNormForward, layer_norm_forward);
 GRADUS_REGISTER_CUDA_KERNEL(kernels::kLayerNormBackward, layer_norm_backward);
 

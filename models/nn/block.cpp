@@ -22,8 +22,10 @@ DecoderBlock::DecoderBlock(const ModelConfig& config, int64_t layer_index, Gener
 }
 
 Tensor DecoderBlock::forward(const Tensor& x, int64_t position_offset) {
-  Tensor h = x + self_attn_->forward(input_layernorm_->forward(x), position_offset);
-  Tensor y = post_attention_layernorm_->forward(h);
+  // h = x + attention, y = norm(h): one kernel (add_rms_norm), the attention output widened in it
+  // under mixed precision.
+  auto [h, y] = post_attention_layernorm_->forward_residual(
+      x, self_attn_->forward(input_layernorm_->forward(x), position_offset));
   if (mlp_input_map_) y = mlp_input_map_->forward(y);
   return h + mlp_->forward(y);
 }

@@ -22,6 +22,10 @@ RMSNorm::RMSNorm(int64_t dim, double eps) : eps_(eps) {
 
 Tensor RMSNorm::forward(const Tensor& x) const { return rms_norm(x, weight_, eps_); }
 
+SumAndNorm RMSNorm::forward_residual(const Tensor& x, const Tensor& delta) const {
+  return add_rms_norm(x, delta, weight_, eps_);
+}
+
 LayerNorm::LayerNorm(int64_t dim, double eps, bool bias) : eps_(eps) {
   check_norm_args("LayerNorm", dim, eps);
   weight_ = register_parameter("weight", Tensor::ones({dim}));

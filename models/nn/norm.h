@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "autodiff/ops/norm.h"
 #include "models/nn/module.h"
 
 namespace gradus {
@@ -14,6 +15,9 @@ class RMSNorm : public Module {
   explicit RMSNorm(int64_t dim, double eps = 1e-5);
   // x: (..., dim) -> (..., dim)
   Tensor forward(const Tensor& x) const;
+  // The pre-norm residual step: sum = x + delta and its norm, in one kernel (add_rms_norm).
+  // x, delta: (..., dim) -> {sum, norm}: (..., dim) each.
+  SumAndNorm forward_residual(const Tensor& x, const Tensor& delta) const;
   const Tensor& weight() const { return weight_; }
   double eps() const { return eps_; }
 

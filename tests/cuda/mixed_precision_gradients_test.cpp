@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "autodiff/autocast.h"
+#include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/linear_cross_entropy.h"
 #include "autodiff/ops/matmul.h"
+#include "autodiff/ops/norm.h"
+#include "autodiff/ops/reduce.h"
 #include "autodiff/tape.h"
 #include "core/kernel_census.h"
 #include "core/random.h"
@@ -125,6 +128,48 @@ TEST(CudaMixedPrecision, LinearCrossEntropyWritesAnF32WeightGradient) {
     worst = std::max(worst, std::abs(got[i] - dw[i]));
   }
   EXPECT_LE(worst, 0x1p-7 * scale);
+}
+
+// Under bf16 autocast, add_rms_norm adds the bf16 output of a product to the f32 stream in its
+// kernel: the same sum, norm and gradients (delta's in bf16) as the composite (a widening cast, the
+// add, rms_norm; set_fused_norm(false)), to f32 rounding.
+TEST(CudaMixedPrecision, AddRmsNormWidensABf16DeltaInItsKernel) {
+  GRADUS_REQUIRE_CUDA();
+  Generator gen(36);
+  auto leaf = [&](const Shape& shape, DType dt, double mean) {
+    Tensor t =
+        raw_to_device(raw_to_dtype(rand_normal(shape, gen, DType::f32, mean, 1.0), dt), kCUDA);
+    t.set_requires_grad(true);
+    return t;
+  };
+  const Tensor x = leaf({5, 9, 192}, DType::f32, 0.0), delta = leaf({5, 9, 192}, DType::bf16, 0.0),
+               w = leaf({192}, DType::f32, 1.0);
+  auto run = [&](bool fused) {
+    set_fused_norm(fused);
+    for (const Tensor& t : {x, delta, w}) t.zero_grad();
+    SumAndNorm r;
+    {
+      AutocastGuard mixed(DType::bf16, DType::f32);
+      r = add_rms_norm(x, delta, w);
+    }
+    backward(sum(r.sum * 0.5) + sum(r.norm * r.norm));
+    set_fused_norm(true);
+    return std::vector<std::vector<double>>{r.sum.to_vector(), r.norm.to_vector(),
+                                            x.grad().to_vector(), delta.grad().to_vector(),
+                                            w.grad().to_vector()};
+  };
+  const auto fused = run(true), composite = run(false);
+  EXPECT_EQ(delta.grad().dtype(), DType::bf16);
+  const char* names[] = {"sum", "norm", "grad x", "grad delta", "grad weight"};
+  for (size_t i = 0; i < fused.size(); ++i) {
+    double scale = 0, worst = 0;
+    for (size_t j = 0; j < fused[i].size(); ++j) {
+      scale = std::max(scale, std::abs(composite[i][j]));
+      worst = std::max(worst, std::abs(fused[i][j] - composite[i][j]));
+    }
+    // bf16's rounding of grad delta (2^-8) bounds a one-ulp difference before it.
+    EXPECT_LE(worst, (i == 3 ? 0x1p-8 : 0x1p-20) * scale) << names[i];
+  }
 }
 
 }  // namespace

@@ -1,12 +1,14 @@
 // DecoderLM::loss with the fused head and loss (linear_cross_entropy) against the composite
 // cross_entropy(forward(ids)) (set_fused_loss(false)), and the MLP with the fused SwiGLU gate
 // against silu then mul (set_fused_swiglu(false)): loss and every parameter's gradient agree in
-// f64 with an untied and a tied head, and for a graded and a graph kind. (The memory the chunks
+// f64 with an untied and a tied head, and for a graded and a graph kind; the fused residual add and
+// norm (add_rms_norm) gives the composite's bits for every kind. (The memory the chunks
 // save is measured by LinearCrossEntropy.ChunksKeepTheLogitsOutOfMemory and, for the medium model,
 // in docs/benchmarks.md.)
 #include <cmath>
 #include <string>
 
+#include "autodiff/ops/norm.h"
 #include "autodiff/tape.h"
 #include "core/random.h"
 #include "models/nn/feed_forward.h"
@@ -31,10 +33,11 @@ ModelConfig tiny(const std::string& kind, bool tied) {
 
 // Restores the process-wide switches however the test ends.
 struct FusedSwitchesGuard {
-  bool loss = fused_loss_enabled(), swiglu = fused_swiglu_enabled();
+  bool loss = fused_loss_enabled(), swiglu = fused_swiglu_enabled(), norm = fused_norm_enabled();
   ~FusedSwitchesGuard() {
     set_fused_loss(loss);
     set_fused_swiglu(swiglu);
+    set_fused_norm(norm);
   }
 };
 
@@ -89,6 +92,22 @@ TEST(FusedSwigluModel, GivesTheCompositesLossAndGradients) {
   for (const char* kind : {"std", "pna"}) {
     SCOPED_TRACE(kind);
     expect_same_step(step(tiny(kind, false), true, true), step(tiny(kind, false), true, false));
+  }
+}
+
+// The residual add and post-attention norm in one kernel (add_rms_norm) against x + attention then
+// rms_norm (set_fused_norm(false)): the same bits for every kind (the kernel rounds the sum as the
+// add stores it and runs the norm's own row code on it).
+TEST(FusedNormModel, GivesTheCompositesBits) {
+  FusedSwitchesGuard guard;
+  for (const char* kind : {"std", "lgt", "egt", "gin", "pna"}) {
+    SCOPED_TRACE(kind);
+    set_fused_norm(true);
+    const Step fused = step(tiny(kind, false), true, true);
+    set_fused_norm(false);
+    const Step composite = step(tiny(kind, false), true, true);
+    EXPECT_EQ(fused.loss, composite.loss);
+    EXPECT_EQ(fused.grads, composite.grads);
   }
 }
 

@@ -22,12 +22,27 @@ DecoderBlock::DecoderBlock(const ModelConfig& config, int64_t layer_index, Gener
 }
 
 Tensor DecoderBlock::forward(const Tensor& x, int64_t position_offset) {
-  // h = x + attention, y = norm(h): one kernel (add_rms_norm), the attention output widened in it
-  // under mixed precision.
-  auto [h, y] = post_attention_layernorm_->forward_residual(
-      x, self_attn_->forward(input_layernorm_->forward(x), position_offset));
+  const ResidualStream out = forward_stream({x, Tensor()}, position_offset);
+  return out.base + out.pending;
+}
+
+ResidualStream DecoderBlock::forward_stream(const ResidualStream& in, int64_t position_offset) {
+  // x = in.base + in.pending and its norm: one kernel (add_rms_norm) when an addition is pending.
+  Tensor x, normed;
+  if (in.pending.defined()) {
+    const SumAndNorm sum = input_layernorm_->forward_residual(in.base, in.pending);
+    x = sum.sum;
+    normed = sum.norm;
+  } else {
+    x = in.base;
+    normed = input_layernorm_->forward(x);
+  }
+  // h = x + attention, y = norm(h): one kernel as well (under mixed precision the attention's bf16
+  // output is widened in it).
+  auto [h, y] =
+      post_attention_layernorm_->forward_residual(x, self_attn_->forward(normed, position_offset));
   if (mlp_input_map_) y = mlp_input_map_->forward(y);
-  return h + mlp_->forward(y);
+  return {h, mlp_->forward(y)};  // out = h + mlp(y), added by the next norm
 }
 
 }  // namespace gradus

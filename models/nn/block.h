@@ -17,6 +17,13 @@
 
 namespace gradus {
 
+// The residual stream between blocks with its last addition still pending: the stream is
+// base + pending (base alone when pending is undefined). Handing the sum on unmade lets the next
+// norm add it in its own kernel (add_rms_norm): one pass where an add and a norm ran.
+struct ResidualStream {
+  Tensor base, pending;
+};
+
 class DecoderBlock : public Module {
  public:
   // Submodules, registered (and drawn from gen) in Hugging Face's order: self_attn, mlp (SwiGLU),
@@ -25,6 +32,10 @@ class DecoderBlock : public Module {
 
   // x: (B, T, C) -> (B, T, C); row t is at position position_offset + t.
   Tensor forward(const Tensor& x, int64_t position_offset = 0);
+  // The same layer on a stream whose last addition is pending: the input norm adds it in its
+  // kernel, and this block's feed-forward output is left pending in turn (out = base + pending).
+  // in.base, in.pending: (B, T, C) (pending may be undefined) -> the same.
+  ResidualStream forward_stream(const ResidualStream& in, int64_t position_offset = 0);
 
   const std::shared_ptr<AttentionKind>& self_attn() const { return self_attn_; }
   const std::shared_ptr<SwiGLU>& mlp() const { return mlp_; }

@@ -35,8 +35,13 @@ Tensor DecoderModel::forward(const Tensor& ids, int64_t position_offset) {
       ids.describe(), position_offset);
   Tensor h = embed_tokens_->forward(ids);
   if (embed_map_) h = embed_map_->forward(h);
-  for (size_t i = 0; i < layers_->size(); ++i) h = layer(i)->forward(h, position_offset);
-  return norm_->forward(h);
+  // Each block leaves its feed-forward output pending; the next norm (the final one last) adds it
+  // in its own kernel.
+  ResidualStream stream{h, Tensor()};
+  for (size_t i = 0; i < layers_->size(); ++i)
+    stream = layer(i)->forward_stream(stream, position_offset);
+  if (!stream.pending.defined()) return norm_->forward(stream.base);
+  return norm_->forward_residual(stream.base, stream.pending).norm;
 }
 
 DecoderLM::DecoderLM(const ModelConfig& config, Generator& gen) : config_(config) {

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace gradus::kernels {
 
 // targets: (rows) int64, checked against V classes. Returns -1 when every target is ignore_index
@@ -29,11 +31,13 @@ using CrossEntropyForwardFn = void (*)(const void* logits, const int64_t* target
 // grad_loss: the upstream gradient of row r is grad_loss[r * grad_stride] (grad_stride 0: one
 // scalar shared by every row, as for the "sum" and "mean" reductions);
 // grad_logits: (rows, V) = (softmax(logits[r]) - onehot(targets[r])) * grad_loss[r] * scale,
-// and an all-zero row where targets[r] == ignore_index.
+// and an all-zero row where targets[r] == ignore_index. grad_logits has grad_dtype: the logits'
+// dtype, or the next narrower one (bf16 beside f32, f32 beside f64: what the products of a
+// mixed-precision head read), each value computed in the logits' dtype and rounded once more.
 using CrossEntropyBackwardFn = void (*)(const void* logits, const int64_t* targets, const void* lse,
                                         const void* grad_loss, int64_t grad_stride, double scale,
-                                        void* grad_logits, int64_t rows, int64_t vocab,
-                                        int64_t ignore_index);
+                                        void* grad_logits, DType grad_dtype, int64_t rows,
+                                        int64_t vocab, int64_t ignore_index);
 inline constexpr const char* kCrossEntropyCheckTargets = "cross_entropy_check_targets";
 inline constexpr const char* kCrossEntropyForward = "cross_entropy_forward";
 inline constexpr const char* kCrossEntropyBackward = "cross_entropy_backward";

@@ -4,7 +4,7 @@
 
 namespace gradus::detail {
 
-DType product_gradient_dtype(DType wanted, DType compute, Device device) {
+DType gemm_output_dtype(DType wanted, DType compute, Device device) {
   if (wanted == compute) return wanted;
   if (wanted == kernels::gemm_wide_dtype(compute) &&
       kernels::supports(kernels::kGemmWideOutput, device.type, compute))

@@ -39,12 +39,12 @@ inline Tensor empty_like(const Shape& shape, const Tensor& like) {
   return Tensor::empty(shape, like.dtype(), like.device());
 }
 
-// Gradients of mixed-precision products (operands cast by autocast_compute_untaped). An operand
-// that arrived as `wanted` and was multiplied in the product's dtype `compute` gets a gradient
-// buffer of product_gradient_dtype: `wanted` when a gemm can write it there (the same dtype, or
-// wanted is compute's wide dtype and the device has kernels::kGemmWideOutput), else `compute`,
-// which in_dtype then casts to `wanted`.
-DType product_gradient_dtype(DType wanted, DType compute, Device device);
+// The dtype a product of `compute` operands is written in when `wanted` is asked for: `wanted`
+// when a gemm can write it there (the same dtype, or wanted is compute's wide dtype and the device
+// has kernels::kGemmWideOutput), else `compute`, which in_dtype then casts to `wanted`. This is how
+// a mixed-precision product writes the gradient of an operand that arrived wide (operands cast by
+// autocast_product_operand), and the head its f32 logits.
+DType gemm_output_dtype(DType wanted, DType compute, Device device);
 inline Tensor in_dtype(const Tensor& t, DType wanted) {
   return t.dtype() == wanted ? t : raw_to_dtype(t, wanted);
 }

@@ -45,7 +45,7 @@ void cross_entropy_backward_rule(const Record& r, const std::vector<Tensor>& go,
       kernels::kCrossEntropyBackward);
   kernel(logits.device(), logits.dtype())(
       logits.raw_data(), static_cast<const int64_t*>(targets.raw_data()), lse.raw_data(),
-      g.raw_data(), reduction == kNone ? 1 : 0, scale, gx.raw_data(), targets.numel(),
+      g.raw_data(), reduction == kNone ? 1 : 0, scale, gx.raw_data(), gx.dtype(), targets.numel(),
       logits.shape().back(), ignore_index);
   gi[0] = gx;
 }

@@ -115,12 +115,16 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
   const bool need_dx = grad_enabled() && x_op.recorded.requires_grad();
   const bool need_dw = grad_enabled() && w_op.recorded.requires_grad();
   // dx in x_in's dtype where the gemm writes it, else in the compute dtype (cast in the backward).
-  const DType dx_dtype = detail::product_gradient_dtype(x_op.recorded.dtype(), compute, x.device());
+  const DType dx_dtype = detail::gemm_output_dtype(x_op.recorded.dtype(), compute, x.device());
   // dW sums over the chunks: in weight_in's dtype where the gemm writes it (an f32 master weight of
   // bf16 products, f64 of f32 ones), else in f32 for bf16 (a bf16 running sum would round every
   // chunk) and in the compute dtype otherwise.
-  const DType direct_dw =
-      detail::product_gradient_dtype(w_op.recorded.dtype(), compute, x.device());
+  const DType logits_dtype = detail::gemm_output_dtype(loss_dtype, compute, x.device());
+  // The cross-entropy kernel writes dL/dlogits in the loss's dtype or the next narrower one.
+  const bool next_narrower = (loss_dtype == DType::f32 && compute == DType::bf16) ||
+                             (loss_dtype == DType::f64 && compute == DType::f32);
+  const DType grad_dtype = loss_dtype == compute || next_narrower ? compute : loss_dtype;
+  const DType direct_dw = detail::gemm_output_dtype(w_op.recorded.dtype(), compute, x.device());
   const DType accumulate = direct_dw != compute     ? direct_dw
                            : compute == DType::bf16 ? DType::f32
                                                     : compute;
@@ -159,31 +163,35 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t n = std::min(chunk, rows - r0);
     const Tensor x_rows = raw_slice(xc, 0, r0, r0 + n), t_rows = raw_slice(tc, 0, r0, r0 + n);
-    // logits = x_rows W^T: (n, V)
-    Tensor logits = Tensor::empty({n, vocab}, compute, x.device());
-    gemm(logits, {.trans_b = true,
-                  .m = n,
-                  .n = vocab,
-                  .k = C,
-                  .a = x_rows.raw_data(),
-                  .lda = C,
-                  .b = wc.raw_data(),
-                  .ldb = C,
-                  .c = logits.raw_data(),
-                  .ldc = vocab});
-    if (loss_dtype != compute) logits = raw_to_dtype(logits, loss_dtype);
+    // logits = x_rows W^T: (n, V), in the loss's dtype straight from the product where the gemm
+    // can write it (bf16 operands: the f32 accumulator, never rounded to bf16), else cast.
+    Tensor logits = Tensor::empty({n, vocab}, logits_dtype, x.device());
+    gemm(x_rows,
+         {.trans_b = true,
+          .m = n,
+          .n = vocab,
+          .k = C,
+          .a = x_rows.raw_data(),
+          .lda = C,
+          .b = wc.raw_data(),
+          .ldb = C,
+          .c = logits.raw_data(),
+          .ldc = vocab},
+         logits_dtype);
+    if (logits_dtype != loss_dtype) logits = raw_to_dtype(logits, loss_dtype);
     Tensor lse = Tensor::empty({n}, loss_dtype, x.device());
     ce_forward(x.device(), loss_dtype)(
         logits.raw_data(), static_cast<const int64_t*>(t_rows.raw_data()),
         raw_slice(losses, 0, r0, r0 + n).raw_data(), lse.raw_data(), n, vocab, ignore_index);
     if (!need_dx && !need_dw) continue;
-    // dL/dlogits per unit of upstream gradient: softmax - onehot (zero rows where ignored), (n, V)
-    Tensor grad = Tensor::empty({n, vocab}, loss_dtype, x.device());
+    // dL/dlogits per unit of upstream gradient: softmax - onehot (zero rows where ignored), (n, V),
+    // written in the products' dtype by the kernel where it can (no cast, no f32 copy).
+    Tensor grad = Tensor::empty({n, vocab}, grad_dtype, x.device());
     ce_backward(x.device(), loss_dtype)(
         logits.raw_data(), static_cast<const int64_t*>(t_rows.raw_data()), lse.raw_data(),
-        one.raw_data(), 0, 1.0, grad.raw_data(), n, vocab, ignore_index);
+        one.raw_data(), 0, 1.0, grad.raw_data(), grad_dtype, n, vocab, ignore_index);
     logits = Tensor();  // the chunk's logits are no longer needed
-    if (loss_dtype != compute) grad = raw_to_dtype(grad, compute);
+    if (grad_dtype != compute) grad = raw_to_dtype(grad, compute);
     if (need_dx)  // dx rows = grad W: (n, V) x (V, C)
       gemm(grad,
            {.m = n,
@@ -206,7 +214,7 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
                           .b = x_rows.raw_data(),
                           .ldb = C,
                           .ldc = C};
-      if (detail::product_gradient_dtype(accumulate, compute, x.device()) == accumulate) {
+      if (detail::gemm_output_dtype(accumulate, compute, x.device()) == accumulate) {
         g.beta = 1.0;
         g.c = dw.raw_data();
         gemm(grad, g, accumulate);

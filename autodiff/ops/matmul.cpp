@@ -7,7 +7,7 @@
 // gradient in its operand's dtype: kGemmWideOutput
 // writes an f32 master weight's dW from the bf16 product directly (summed in f32, never rounded to
 // bf16). kGemmWideOutput is optional, so it is not in the op's kernel lists: where a device lacks
-// it the gradient is computed in the compute dtype and cast (detail::product_gradient_dtype).
+// it the gradient is computed in the compute dtype and cast (detail::gemm_output_dtype).
 #include "autodiff/ops/matmul.h"
 
 #include <algorithm>
@@ -130,7 +130,7 @@ Tensor reshaped(const Tensor& x, const Shape& shape) {
 // like's dtype on like's device: in the input's own dtype where the gemm can write it.
 Tensor gradient_buffer(const Record& r, size_t input, const Shape& shape, const Tensor& like) {
   return Tensor::empty(
-      shape, detail::product_gradient_dtype(r.input_dtypes[input], like.dtype(), like.device()),
+      shape, detail::gemm_output_dtype(r.input_dtypes[input], like.dtype(), like.device()),
       like.device());
 }
 

@@ -4,7 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
+#include "core/element_convert.h"
+#include "kernels/cpu/same_or_narrower.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/registry.h"
 
@@ -69,28 +72,44 @@ void cross_entropy_forward(const void* logits_, const int64_t* targets, void* lo
   }
 }
 
-template <class T>
-void cross_entropy_backward(const void* logits_, const int64_t* targets, const void* lse_,
-                            const void* grad_loss_, int64_t grad_stride, double scale,
-                            void* grad_logits_, int64_t rows, int64_t vocab, int64_t ignore_index) {
-  const T* logits = static_cast<const T*>(logits_);
-  const T* lse = static_cast<const T*>(lse_);
-  const T* grad_loss = static_cast<const T*>(grad_loss_);
-  T* gx = static_cast<T*>(grad_logits_);
+// grad_logits of G: T, or the next narrower dtype (each value computed in T, then converted).
+template <class T, class G>
+void cross_entropy_backward_rows(const T* logits, const int64_t* targets, const T* lse,
+                                 const T* grad_loss, int64_t grad_stride, double scale, G* gx,
+                                 int64_t rows, int64_t vocab, int64_t ignore_index) {
 #pragma omp parallel for if (rows * vocab > kParallelWork) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
-    T* gr = gx + r * vocab;
+    G* gr = gx + r * vocab;
     const int64_t t = targets[r];
     if (t == ignore_index) {
-      std::fill_n(gr, vocab, T(0));
+      std::fill_n(gr, vocab, convert_element<G, T>(T(0)));
       continue;
     }
     const T* x = logits + r * vocab;
     const T g = static_cast<T>(static_cast<double>(grad_loss[r * grad_stride]) * scale);
     const T l = lse[r];
-    for (int64_t j = 0; j < vocab; ++j) gr[j] = vexp(x[j] - l) * g;
-    gr[t] -= g;
+    if constexpr (std::is_same_v<G, T>) {
+      for (int64_t j = 0; j < vocab; ++j) gr[j] = vexp(x[j] - l) * g;
+      gr[t] -= g;
+    } else {
+      for (int64_t j = 0; j < vocab; ++j) gr[j] = convert_element<G, T>(vexp(x[j] - l) * g);
+      gr[t] = convert_element<G, T>(vexp(x[t] - l) * g - g);
+    }
   }
+}
+
+template <class T>
+void cross_entropy_backward(const void* logits, const int64_t* targets, const void* lse,
+                            const void* grad_loss, int64_t grad_stride, double scale,
+                            void* grad_logits, DType grad_dtype, int64_t rows, int64_t vocab,
+                            int64_t ignore_index) {
+  dispatch_same_or_narrower<T>(grad_dtype, kCrossEntropyBackward, [&](auto gz) {
+    using G = decltype(gz);
+    cross_entropy_backward_rows<T, G>(static_cast<const T*>(logits), targets,
+                                      static_cast<const T*>(lse), static_cast<const T*>(grad_loss),
+                                      grad_stride, scale, static_cast<G*>(grad_logits), rows, vocab,
+                                      ignore_index);
+  });
 }
 
 }  // namespace

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/element_convert.h"
-#include "core/error.h"
+#include "kernels/cpu/same_or_narrower.h"
 #include "kernels/registry.h"
 
 namespace gradus::kernels::cpu {
@@ -125,24 +125,10 @@ void add_rms_norm_rows(const T* x, const D* delta, const T* w, T* sum, T* y, T* 
   }
 }
 
-// Calls fn(D{}) for the storage type D of a delta of `dtype` that T may widen: T itself, bf16
-// under f32 (the CPU converts bf16, it does not compute in it), f32 under f64.
-template <class T, class Fn>
-void dispatch_delta(DType dtype, const char* kernel, Fn&& fn) {
-  if (dtype == dtype_of<T>()) return fn(T{});
-  if constexpr (std::is_same_v<T, float>)
-    if (dtype == DType::bf16) return fn(bfloat16{});
-  if constexpr (std::is_same_v<T, double>)
-    if (dtype == DType::f32) return fn(float{});
-  GRADUS_FAIL(kernel, "delta of dtype {} cannot be added to {}: expected {} or {}",
-              dtype_name(dtype), dtype_name(dtype_of<T>()), dtype_name(dtype_of<T>()),
-              std::is_same_v<T, double> ? "f32" : "bf16");
-}
-
 template <class T>
 void add_rms_norm_forward(const void* x, const void* delta, DType delta_dtype, const void* w,
                           void* sum, void* y, void* rstd, int64_t rows, int64_t cols, double eps) {
-  dispatch_delta<T>(delta_dtype, kAddRmsNormForward, [&](auto d) {
+  dispatch_same_or_narrower<T>(delta_dtype, kAddRmsNormForward, [&](auto d) {
     using D = decltype(d);
     add_rms_norm_rows(static_cast<const T*>(x), static_cast<const D*>(delta),
                       static_cast<const T*>(w), static_cast<T*>(sum), static_cast<T*>(y),
@@ -209,7 +195,7 @@ template <class T>
 void add_rms_norm_backward(const void* sum, const void* w, const void* rstd, const void* gy,
                            const void* gsum, void* gx, void* gdelta, DType delta_dtype, void* gw,
                            int64_t rows, int64_t cols) {
-  dispatch_delta<T>(delta_dtype, kAddRmsNormBackward, [&](auto d) {
+  dispatch_same_or_narrower<T>(delta_dtype, kAddRmsNormBackward, [&](auto d) {
     using D = decltype(d);
     rms_norm_backward_rows<T, D>(static_cast<const T*>(sum), static_cast<const T*>(w),
                                  static_cast<const T*>(rstd), static_cast<const T*>(gy),

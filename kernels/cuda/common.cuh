@@ -23,25 +23,42 @@ using bf16 = __nv_bfloat16;
 // The GPU every CUDA kernel runs on (workspaces are allocated there).
 inline constexpr Device kGPU{DeviceType::cuda, 0};
 
-template <class T> struct ComputeType { using type = float; };
-template <> struct ComputeType<double> { using type = double; };
-template <class T> using acc_t = typename ComputeType<T>::type;
+template <class T>
+struct ComputeType {
+  using type = float;
+};
+template <>
+struct ComputeType<double> {
+  using type = double;
+};
+template <class T>
+using acc_t = typename ComputeType<T>::type;
 
-template <class T> __device__ __forceinline__ acc_t<T> load(const T* p) {
-  if constexpr (std::is_same_v<T, bf16>) return __bfloat162float(*p);
-  else return *p;
+template <class T>
+__device__ __forceinline__ acc_t<T> load(const T* p) {
+  if constexpr (std::is_same_v<T, bf16>)
+    return __bfloat162float(*p);
+  else
+    return *p;
 }
-template <class T> __device__ __forceinline__ acc_t<T> to_acc(T v) {
-  if constexpr (std::is_same_v<T, bf16>) return __bfloat162float(v);
-  else return v;
+template <class T>
+__device__ __forceinline__ acc_t<T> to_acc(T v) {
+  if constexpr (std::is_same_v<T, bf16>)
+    return __bfloat162float(v);
+  else
+    return v;
 }
-template <class T, class A> __device__ __forceinline__ T from_acc(A v) {
-  if constexpr (std::is_same_v<T, bf16>) return __float2bfloat16_rn(static_cast<float>(v));
-  else return static_cast<T>(v);
+template <class T, class A>
+__device__ __forceinline__ T from_acc(A v) {
+  if constexpr (std::is_same_v<T, bf16>)
+    return __float2bfloat16_rn(static_cast<float>(v));
+  else
+    return static_cast<T>(v);
 }
 
 // The DType of a compute type (workspaces kept in it).
-template <class A> constexpr DType acc_dtype() {
+template <class A>
+constexpr DType acc_dtype() {
   return std::is_same_v<A, double> ? DType::f64 : DType::f32;
 }
 
@@ -55,8 +72,10 @@ __device__ __forceinline__ double dpow(double a, double b) { return pow(a, b); }
 
 // ---- 16-byte element groups ----
 // V consecutive elements moved by one access; the default V = kVec<T> makes it 16 bytes.
-template <class T> constexpr int kVec = 16 / static_cast<int>(sizeof(T));
-template <class T, int V = kVec<T>> struct alignas(sizeof(T) * V) Pack {
+template <class T>
+constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+template <class T, int V = kVec<T>>
+struct alignas(sizeof(T) * V) Pack {
   T v[V];
 };
 // Vector accesses need the actual pointer aligned: a view's data may start at any element.
@@ -100,12 +119,14 @@ __device__ __forceinline__ void store_group(T* p, int64_t k0, int count, bool al
 
 // Sum over the 32 lanes of a warp by a butterfly: every lane gets the same value, and the order of
 // additions depends on nothing but the lane layout (deterministic).
-template <class A> __device__ __forceinline__ A warp_sum(A v) {
+template <class A>
+__device__ __forceinline__ A warp_sum(A v) {
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
 }
-template <class A> __device__ __forceinline__ A warp_max(A v) {
+template <class A>
+__device__ __forceinline__ A warp_max(A v) {
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, off));
   return v;
@@ -113,7 +134,8 @@ template <class A> __device__ __forceinline__ A warp_max(A v) {
 
 // Block-wide sum (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
 // `shared` holds at least 32 values. Fixed order: warps, then the warp partials in warp order.
-template <class A> __device__ A block_sum(A v, A* shared) {
+template <class A>
+__device__ A block_sum(A v, A* shared) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   v = warp_sum(v);
   __syncthreads();  // `shared` may still be read by a previous call
@@ -123,7 +145,8 @@ template <class A> __device__ A block_sum(A v, A* shared) {
   return warp_sum(v);
 }
 // Block-wide maximum ignoring NaN (fmax); callers that need NaN to propagate handle it apart.
-template <class A> __device__ A block_max(A v, A* shared) {
+template <class A>
+__device__ A block_max(A v, A* shared) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   v = warp_max(v);
   __syncthreads();
@@ -135,13 +158,37 @@ template <class A> __device__ A block_max(A v, A* shared) {
 
 // Sum / maximum over the threads of one row: a warp (kRowThreads == 32) or the whole block (every
 // thread of the block must call it). The maximum ignores NaN (fmax).
-template <int kRowThreads, class A> __device__ __forceinline__ A row_sum(A v, A* shared) {
-  if constexpr (kRowThreads == 32) return warp_sum(v);
-  else return block_sum(v, shared);
+template <int kRowThreads, class A>
+__device__ __forceinline__ A row_sum(A v, A* shared) {
+  if constexpr (kRowThreads == 32)
+    return warp_sum(v);
+  else
+    return block_sum(v, shared);
 }
-template <int kRowThreads, class A> __device__ __forceinline__ A row_max(A v, A* shared) {
-  if constexpr (kRowThreads == 32) return warp_max(v);
-  else return block_max(v, shared);
+template <int kRowThreads, class A>
+__device__ __forceinline__ A row_max(A v, A* shared) {
+  if constexpr (kRowThreads == 32)
+    return warp_max(v);
+  else
+    return block_max(v, shared);
+}
+
+// ---- mixed precision ----
+// Calls fn(D{}) for the storage type D of an operand of `dtype` that a kernel of type T reads or
+// writes beside its own: T itself, bf16 beside f32, f32 beside f64; anything else is refused,
+// naming the kernel.
+template <class T, class Fn>
+void dispatch_same_or_narrower(DType dtype, const char* kernel, Fn&& fn) {
+  constexpr DType own = std::is_same_v<T, bf16> ? DType::bf16 : acc_dtype<T>();
+  if (dtype == own) return fn(T{});
+  if constexpr (std::is_same_v<T, float>)
+    if (dtype == DType::bf16) return fn(bf16{});
+  if constexpr (std::is_same_v<T, double>)
+    if (dtype == DType::f32) return fn(float{});
+  GRADUS_FAIL(kernel,
+              "an operand of dtype {} cannot go with {}: expected the kernel's own or "
+              "the next narrower one",
+              dtype_name(dtype), dtype_name(own));
 }
 
 // ---- launch sizes ----
@@ -153,7 +200,7 @@ inline int grid_for(int64_t blocks) {
 }
 
 // Grid-stride loop over [0, n).
-#define GRADUS_CUDA_LOOP(i, n)                                                              \
+#define GRADUS_CUDA_LOOP(i, n)                                                           \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 

@@ -130,23 +130,34 @@ void cross_entropy_forward(const void* logits, const int64_t* targets, void* los
 // logits, grad_logits: (rows, vocab); targets, lse: (rows); grad_loss: one value per row at
 // r * grad_stride (stride 0: one shared scalar). grad = (exp(x - lse) - onehot) * grad_loss *
 // scale; an ignored row is all zero. The one-hot term is subtracted by the thread that writes it
-// (no race).
-template <int kRowThreads, class T>
+// (no race). grad_logits of G: T, or the next narrower type (each value rounded to T, then to G,
+// as a cast after the kernel would).
+template <int kRowThreads, class T, class G = T>
 __global__ void __launch_bounds__(kThreads)
     cross_entropy_backward_kernel(const T* logits, const int64_t* targets, const T* lse,
                                   const T* grad_loss, int64_t grad_stride, double scale,
-                                  T* grad_logits, int64_t rows, int64_t vocab,
+                                  G* grad_logits, int64_t rows, int64_t vocab,
                                   int64_t ignore_index) {
   using A = acc_t<T>;
   constexpr int V = kVec<T>;
   constexpr int kRowsPerBlock = kThreads / kRowThreads;
   const int lane = threadIdx.x % kRowThreads;
   const int64_t groups = (vocab + V - 1) / V;
+  // The group's values into gr: packed when G is T, else one by one, rounded to T then to G.
+  auto store = [&](G* gr, int64_t k0, int count, bool aligned, const A* v) {
+    if constexpr (std::is_same_v<G, T>) {
+      store_group(gr, k0, count, aligned, v);
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        if (j < count) gr[k0 + j] = from_acc<G>(static_cast<acc_t<G>>(to_acc(from_acc<T>(v[j]))));
+    }
+  };
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kRowThreads;
        r < rows; r += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
     const int64_t t = targets[r];
     const T* x = logits + r * vocab;
-    T* gr = grad_logits + r * vocab;
+    G* gr = grad_logits + r * vocab;
     const bool xa = aligned16(x), ga = aligned16(gr);
     A v[V];
     if (t == ignore_index) {
@@ -154,7 +165,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int j = 0; j < V; ++j) v[j] = A(0);
       for (int64_t g = lane; g < groups; g += kRowThreads) {
         const int64_t k0 = g * V;
-        store_group(gr, k0, static_cast<int>(vocab - k0 < V ? vocab - k0 : V), ga, v);
+        store(gr, k0, static_cast<int>(vocab - k0 < V ? vocab - k0 : V), ga, v);
       }
       continue;
     }
@@ -165,7 +176,7 @@ __global__ void __launch_bounds__(kThreads)
       const int count = load_group(x, k0, vocab, xa, v);
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] = dexp(v[j] - l) * gl - (k0 + j == t ? gl : A(0));
-      store_group(gr, k0, count, ga, v);
+      store(gr, k0, count, ga, v);
     }
   }
 }
@@ -173,20 +184,24 @@ __global__ void __launch_bounds__(kThreads)
 template <class T>
 void cross_entropy_backward(const void* logits, const int64_t* targets, const void* lse,
                             const void* grad_loss, int64_t grad_stride, double scale,
-                            void* grad_logits, int64_t rows, int64_t vocab, int64_t ignore_index) {
+                            void* grad_logits, DType grad_dtype, int64_t rows, int64_t vocab,
+                            int64_t ignore_index) {
   if (rows * vocab == 0) return;
   const T* x = static_cast<const T*>(logits);
   const T* l = static_cast<const T*>(lse);
   const T* g = static_cast<const T*>(grad_loss);
-  T* gx = static_cast<T*>(grad_logits);
-  if (vocab <= kShortRow)
-    cross_entropy_backward_kernel<32, T>
-        <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(
-            x, targets, l, g, grad_stride, scale, gx, rows, vocab, ignore_index);
-  else
-    cross_entropy_backward_kernel<kThreads, T><<<grid_for(rows), kThreads, 0, stream()>>>(
-        x, targets, l, g, grad_stride, scale, gx, rows, vocab, ignore_index);
-  GRADUS_CUDA_CHECK_LAUNCH("cross_entropy_backward");
+  dispatch_same_or_narrower<T>(grad_dtype, kernels::kCrossEntropyBackward, [&](auto gz) {
+    using G = decltype(gz);
+    G* gx = static_cast<G*>(grad_logits);
+    if (vocab <= kShortRow)
+      cross_entropy_backward_kernel<32, T, G>
+          <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(
+              x, targets, l, g, grad_stride, scale, gx, rows, vocab, ignore_index);
+    else
+      cross_entropy_backward_kernel<kThreads, T, G><<<grid_for(rows), kThreads, 0, stream()>>>(
+          x, targets, l, g, grad_stride, scale, gx, rows, vocab, ignore_index);
+    GRADUS_CUDA_CHECK_LAUNCH("cross_entropy_backward");
+  });
 }
 
 }  // namespace

@@ -445,26 +445,10 @@ void rms_norm_backward(const void* x, const void* w, const void* rstd, const voi
                                  "rms_norm_backward");
 }
 
-// Calls fn(D{}) for the storage type D of a delta of `dtype` that T may widen: T itself, bf16
-// under f32, f32 under f64.
-template <class T, class Fn>
-void dispatch_delta(DType dtype, const char* kernel, Fn&& fn) {
-  constexpr DType own = std::is_same_v<T, bf16> ? DType::bf16 : acc_dtype<T>();
-  if (dtype == own) return fn(T{});
-  if constexpr (std::is_same_v<T, float>)
-    if (dtype == DType::bf16) return fn(bf16{});
-  if constexpr (std::is_same_v<T, double>)
-    if (dtype == DType::f32) return fn(float{});
-  GRADUS_FAIL(kernel,
-              "delta of dtype {} cannot be added here: expected the sum's dtype or the "
-              "next narrower one",
-              dtype_name(dtype));
-}
-
 template <class T>
 void add_rms_norm_forward(const void* x, const void* delta, DType delta_dtype, const void* w,
                           void* sum, void* y, void* rstd, int64_t rows, int64_t cols, double eps) {
-  dispatch_delta<T>(delta_dtype, kernels::kAddRmsNormForward, [&](auto d) {
+  dispatch_same_or_narrower<T>(delta_dtype, kernels::kAddRmsNormForward, [&](auto d) {
     using D = decltype(d);
     launch_rms_norm_forward<T, D>(static_cast<const T*>(x), static_cast<const D*>(delta),
                                   static_cast<T*>(sum), static_cast<const T*>(w),
@@ -477,7 +461,7 @@ template <class T>
 void add_rms_norm_backward(const void* sum, const void* w, const void* rstd, const void* gy,
                            const void* gsum, void* gx, void* gdelta, DType delta_dtype, void* gw,
                            int64_t rows, int64_t cols) {
-  dispatch_delta<T>(delta_dtype, kernels::kAddRmsNormBackward, [&](auto d) {
+  dispatch_same_or_narrower<T>(delta_dtype, kernels::kAddRmsNormBackward, [&](auto d) {
     using D = decltype(d);
     launch_rms_norm_backward<T, D>(
         static_cast<const T*>(sum), static_cast<const T*>(w), static_cast<const T*>(rstd),

@@ -72,15 +72,17 @@ TEST(BenchLm, CensusListsTheKernelCallsOfOneStep) {
       << "the heads of q, k and v and their gradients are never copied";
   EXPECT_EQ(calls(plain, "gemm_wide_output"), 0);
   // Every weight's dW and every wide activation's dx (q, k, v, gate and up read the normed f64
-  // stream; the head's x too) come straight from the product: 4 layers x (7 + 5) + 2.
-  EXPECT_EQ(calls(mixed, "gemm_wide_output"), 4 * (7 + 5) + 2);
+  // stream; the head's x too) come straight from the product, and so do the head's f64 logits:
+  // 4 layers x (7 + 5) + 3.
+  EXPECT_EQ(calls(mixed, "gemm_wide_output"), 4 * (7 + 5) + 3);
   // The casts left: the 29 weights in one cast_multi call on entry (AutocastWeights), 9
   // activations in the forward (none back; q, k and v share one cast of their input, gate and up
-  // another), and the head's logits and their gradient (one chunk). No residual promotion:
-  // add_rms_norm widens the attention's and the MLP's outputs itself.
+  // another), and nothing else: add_rms_norm widens the attention's and the MLP's outputs
+  // itself, the head's logits come wide from the gemm and their gradient narrow from the
+  // cross-entropy kernel.
   EXPECT_EQ(calls(mixed, "cast_multi"), 1);
   EXPECT_EQ(calls(plain, "cast_multi"), 0);
-  EXPECT_EQ(calls(mixed, "copy (dtype conversion)"), 9 + 2);
+  EXPECT_EQ(calls(mixed, "copy (dtype conversion)"), 9);
   for (const nlohmann::json* r : {&plain, &mixed}) {
     // Every residual add is in a norm's kernel: 2 per block (the last one in the final norm).
     EXPECT_EQ(calls(*r, "add_rms_norm_forward"), 2 * 4);

@@ -8,9 +8,12 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/reduce.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/registry.h"
 #include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
@@ -208,6 +211,47 @@ TEST(CrossEntropy, BadArgumentsNameTheOpAndShapes) {
 
   msg = error_message([&] { cross_entropy(Tensor::scalar(1.0), targets_tensor({0}, {})); });
   EXPECT_NE(msg.find("class axis"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace gradus
+
+namespace gradus {
+namespace {
+
+// The backward kernel writes dL/dlogits in the logits' dtype or the next narrower one (what a
+// mixed-precision head's products read): each value is the wide one converted, bit for bit, for
+// f64 logits with an f32 gradient and f32 logits with a bf16 one; ignored rows are zeros; any
+// other dtype is refused by name.
+TEST(CrossEntropyKernel, NarrowerGradientIsTheWideOneConverted) {
+  static const kernels::KernelRef<kernels::CrossEntropyForwardFn> forward(
+      kernels::kCrossEntropyForward);
+  static const kernels::KernelRef<kernels::CrossEntropyBackwardFn> backward_kernel(
+      kernels::kCrossEntropyBackward);
+  const int64_t rows = 5, vocab = 300;
+  const Tensor targets = Tensor::from_vector({3, -100, 299, 0, 150}, {rows}, DType::i64);
+  const int64_t* t = static_cast<const int64_t*>(targets.raw_data());
+  for (auto [wide, narrow] :
+       {std::pair{DType::f64, DType::f32}, std::pair{DType::f32, DType::bf16}}) {
+    SCOPED_TRACE(std::string(dtype_name(wide)) + " logits, " + std::string(dtype_name(narrow)) +
+                 " gradient");
+    Generator gen(12);
+    const Tensor logits = rand_normal({rows, vocab}, gen, wide, 0.0, 3.0);
+    Tensor loss = Tensor::empty({rows}, wide), lse = Tensor::empty({rows}, wide);
+    forward(kCPU, wide)(logits.raw_data(), t, loss.raw_data(), lse.raw_data(), rows, vocab, -100);
+    const Tensor g = Tensor::full({}, 0.7, wide);
+    Tensor full = Tensor::empty({rows, vocab}, wide), part = Tensor::empty({rows, vocab}, narrow);
+    backward_kernel(kCPU, wide)(logits.raw_data(), t, lse.raw_data(), g.raw_data(), 0, 0.5,
+                                full.raw_data(), wide, rows, vocab, -100);
+    backward_kernel(kCPU, wide)(logits.raw_data(), t, lse.raw_data(), g.raw_data(), 0, 0.5,
+                                part.raw_data(), narrow, rows, vocab, -100);
+    EXPECT_EQ(part.to_vector(), raw_to_dtype(full, narrow).to_vector());
+    EXPECT_EQ(part.at({1, 7}), 0.0) << "an ignored row is zeros";
+    Tensor wrong = Tensor::empty({rows, vocab}, DType::i64);
+    EXPECT_THROW(backward_kernel(kCPU, wide)(logits.raw_data(), t, lse.raw_data(), g.raw_data(), 0,
+                                             1.0, wrong.raw_data(), DType::i64, rows, vocab, -100),
+                 Error);
+  }
 }
 
 }  // namespace

@@ -25,12 +25,14 @@
 #include "core/kernel_census.h"
 #include "models/nn/lm.h"
 #include "models/optim/adam.h"
+#include "support/census.h"
 #include "support/cuda.h"
 #include "support/gradcheck_util.h"
 
 namespace gradus {
 namespace {
 
+using testing::census_of;
 using testing::randn_leaf;
 
 TEST(Autocast, GuardsNestAndRestore) {
@@ -173,12 +175,9 @@ TEST(Autocast, ProductsWriteWideGradientsWithoutACast) {
 
 // Conversions counted by the census while `work` runs.
 int64_t conversions_in(const std::function<void()>& work) {
-  census::open();
-  work();
-  int64_t n = 0;
-  for (const auto& [kernel, count] : census::close())
-    if (kernel == "copy (dtype conversion)") n += count;
-  return n;
+  const auto calls = census_of(work);
+  const auto it = calls.find("copy (dtype conversion)");
+  return it == calls.end() ? 0 : it->second;
 }
 
 // Within a guard, products reading the same op-produced tensor share one cast of it (q, k and v
@@ -233,15 +232,6 @@ TEST(Autocast, ProductsReadingOneTensorShareItsCast) {
   EXPECT_NEAR(loss.item(), sum(q32 * k32 + v32).item(), 1e-5 * std::abs(loss.item()) + 1e-6);
   ASSERT_TRUE(x.grad().defined());
   ASSERT_TRUE(wv.grad().defined());
-}
-
-// Kernel calls counted by the census while `work` runs, by name.
-std::map<std::string, int64_t> census_of(const std::function<void()>& work) {
-  census::open();
-  work();
-  std::map<std::string, int64_t> calls;
-  for (const auto& [kernel, count] : census::close()) calls[kernel] = count;
-  return calls;
 }
 
 // AutocastWeights: the first guard casts each weight at its use and remembers it; every later

@@ -15,12 +15,14 @@
 #include "autodiff/ops/norm.h"
 #include "autodiff/ops/reduce.h"
 #include "core/kernel_census.h"
+#include "support/census.h"
 #include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
 namespace gradus {
 namespace {
 
+using testing::census_of;
 using testing::noncontiguous_leaf;
 using testing::randn_leaf;
 
@@ -94,14 +96,6 @@ TEST(AddRmsNorm, EqualsTheCompositeBitForBit) {
       for (size_t i = 0; i < fused.values.size(); ++i)
         EXPECT_EQ(fused.values[i], composite.values[i]) << "value set " << i;
     }
-}
-
-std::map<std::string, int64_t> census_of(const std::function<void()>& work) {
-  census::open();
-  work();
-  std::map<std::string, int64_t> calls;
-  for (const auto& [kernel, count] : census::close()) calls[kernel] = count;
-  return calls;
 }
 
 // Under autocast (f32 compute, f64 wide: the CPU's stand-in for bf16 / f32) a delta in the compute

@@ -18,7 +18,8 @@ thread_local std::optional<AutocastState> t_state;
 
 // The untaped casts of one guard, shared: a tensor read by several products (q, k and v read one
 // normed input, gate and up another) is cast once, which saves the launches and the narrow copies
-// the records would keep until the backward. Only tensors an op produced (non-leaves) are shared:
+// the records would keep until the backward; and the casts ops offer of their own outputs (the
+// norms write the bf16 copy in their pass). Only tensors an op produced (non-leaves) are shared:
 // the engine never writes them in place, so a cast is valid while both exist. The references are
 // weak, so the cache keeps no memory alive (in no-grad inference each cast dies after its product,
 // as without the cache). One table per guard, innermost last.
@@ -28,6 +29,7 @@ struct SharedCast {
   std::weak_ptr<TensorImpl> source;
   std::weak_ptr<Storage> storage;
   TensorImpl view;  // the cast's shape, strides, offset and dtype; its storage is not held here
+  Tensor offered;   // a cast an op offered (autocast_offer_cast), held while its source lives
 };
 using CastTable = std::unordered_map<const TensorImpl*, SharedCast>;
 
@@ -142,6 +144,14 @@ Tensor autocast_compute_untaped(const Tensor& x) {
   if (!t_state || !x.defined() || !is_float(x.dtype()) || x.dtype() == t_state->compute) return x;
   GuardCasts& guard = t_casts.back();
   const std::shared_ptr<TensorImpl>& source = x.impl_ptr();
+  CastTable& table = guard.shared;
+  // A cast already made of this very tensor (shared, or offered by the op that produced it).
+  if (auto it = table.find(source.get()); it != table.end() && it->second.source.lock() == source)
+    if (std::shared_ptr<Storage> storage = it->second.storage.lock()) {
+      auto impl = std::make_shared<TensorImpl>(it->second.view);
+      impl->storage = std::move(storage);
+      return Tensor(std::move(impl));
+    }
   if (x.is_leaf()) {
     if (auto it = guard.weights_cast.find(source.get());
         it != guard.weights_cast.end() && it->second.source.lock() == source)
@@ -152,13 +162,6 @@ Tensor autocast_compute_untaped(const Tensor& x) {
     }
     return raw_to_dtype(x, t_state->compute);
   }
-  CastTable& table = guard.shared;
-  if (auto it = table.find(source.get()); it != table.end() && it->second.source.lock() == source)
-    if (std::shared_ptr<Storage> storage = it->second.storage.lock()) {
-      auto impl = std::make_shared<TensorImpl>(it->second.view);
-      impl->storage = std::move(storage);
-      return Tensor(std::move(impl));
-    }
   Tensor cast = raw_to_dtype(x, t_state->compute);
   if (table.size() >= 64)  // drop the entries whose source or cast has gone
     std::erase_if(table, [](const auto& e) {
@@ -177,6 +180,27 @@ ProductOperand autocast_product_operand(const Tensor& x) {
     return {cast, cast};
   }
   return {autocast_compute_untaped(x), x};
+}
+
+std::optional<DType> autocast_narrow_copy_dtype(DType output) {
+  if (!t_state || !lean_autocast_enabled()) return std::nullopt;
+  const DType compute = t_state->compute;
+  if ((output == DType::f32 && compute == DType::bf16) ||
+      (output == DType::f64 && compute == DType::f32))
+    return compute;
+  return std::nullopt;
+}
+
+void autocast_offer_cast(const Tensor& source, const Tensor& cast) {
+  if (!t_state || t_casts.empty()) return;
+  CastTable& table = t_casts.back().shared;
+  // The offers (and shared casts) whose source has gone: their copies are released here.
+  std::erase_if(table, [](const auto& e) { return e.second.source.expired(); });
+  SharedCast& entry = table[source.impl_ptr().get()];
+  entry.source = source.impl_ptr();
+  entry.storage = cast.storage();
+  entry.view = TensorImpl{nullptr, cast.shape(), cast.strides(), cast.offset(), cast.dtype(), {}};
+  entry.offered = cast;
 }
 
 void autocast_drop_weight_casts() {

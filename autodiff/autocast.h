@@ -95,6 +95,15 @@ Tensor autocast_wide(const Tensor& x);
 // input); leaves (parameters, inputs) are cast at every use, since they may be written in place,
 // unless the guard cast them on entry (AutocastWeights).
 Tensor autocast_compute_untaped(const Tensor& x);
+// An op whose output (of dtype `output`) products are likely to read under the current guard can
+// write a copy of it in the compute dtype in the same pass and offer it (autocast_offer_cast):
+// returns that dtype when lean autocast is on and the compute dtype is the next narrower one
+// (bf16 beside f32, f32 beside f64), else nothing. The norms do this.
+std::optional<DType> autocast_narrow_copy_dtype(DType output);
+// Hands the current guard `cast`, a copy of the op output `source` in the compute dtype: products
+// reading `source` within the guard use it instead of casting. Held while `source` lives (dropped
+// at a later offer once it is gone, or when the guard ends).
+void autocast_offer_cast(const Tensor& source, const Tensor& cast);
 // Forgets the parameters' casts taken on entry by every guard of this thread (they would be stale
 // once a parameter is written): called by Optimizer::step.
 void autocast_drop_weight_casts();

@@ -17,9 +17,13 @@
 namespace gradus::kernels {
 
 // ---- RMSNorm: y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps) ----
-// x: (rows, cols); weight: (cols) or nullptr (no scale); y: (rows, cols); rstd: (rows)
+// x: (rows, cols); weight: (cols) or nullptr (no scale); y: (rows, cols); rstd: (rows).
+// y_narrow: (rows, cols) or nullptr: y again in narrow_dtype (the next narrower floating dtype:
+// bf16 beside f32, f32 beside f64), each value rounded from y's, as a cast after the kernel would
+// round it. Under mixed precision that is the copy the products read (no cast of their own).
 using RmsNormForwardFn = void (*)(const void* x, const void* weight, void* y, void* rstd,
-                                  int64_t rows, int64_t cols, double eps);
+                                  int64_t rows, int64_t cols, double eps, void* y_narrow,
+                                  DType narrow_dtype);
 // x: (rows, cols); weight: (cols) or nullptr; rstd: (rows) from the forward; grad_y: (rows, cols);
 // grad_x: (rows, cols) or nullptr (not wanted); grad_weight: (cols) or nullptr (not wanted).
 // Every element of a wanted output is written (no zero-filling needed).
@@ -29,16 +33,18 @@ using RmsNormBackwardFn = void (*)(const void* x, const void* weight, const void
 inline constexpr const char* kRmsNormForward = "rms_norm_forward";
 inline constexpr const char* kRmsNormBackward = "rms_norm_backward";
 
-// ---- residual add + RMSNorm: sum = x + delta, y = RMSNorm(sum) (the pre-norm block's h and norm)
-// -- One pass where three kernels ran (a widening cast of delta, the add, the norm) and one
-// backward where three ran (the norm's, the accumulation of sum's two gradients, the cast back). T
-// is the kernel's dtype (x, sum, y, weight, rstd); delta has delta_dtype: T, or under mixed
-// precision a narrower floating dtype (bf16 with f32, f32 with f64), widened on load. sum is
-// rounded to T before the statistics, so every value equals the composite's. x, delta, sum, y:
-// (rows, cols); weight: (cols) or nullptr; rstd: (rows).
+// ---- residual add + RMSNorm: sum = x + delta, y = RMSNorm(sum) ----
+// The pre-norm block's h and its norm. One pass where three kernels ran (a widening cast of delta,
+// the add, the norm) and one backward where three ran (the norm's, the accumulation of sum's two
+// gradients, the cast back). T is the kernel's dtype (x, sum, y, weight, rstd); delta has
+// delta_dtype: T, or under mixed precision the next narrower one (bf16 beside f32, f32 beside
+// f64), widened on load. sum is rounded to T before the statistics, so every value equals the
+// composite's. y_narrow, narrow_dtype: as for RMSNorm.
+// x, delta, sum, y, y_narrow: (rows, cols); weight: (cols) or nullptr; rstd: (rows).
 using AddRmsNormForwardFn = void (*)(const void* x, const void* delta, DType delta_dtype,
                                      const void* weight, void* sum, void* y, void* rstd,
-                                     int64_t rows, int64_t cols, double eps);
+                                     int64_t rows, int64_t cols, double eps, void* y_narrow,
+                                     DType narrow_dtype);
 // sum, weight, rstd, grad_y: as rms_norm_backward reads x, weight, rstd, grad_y. grad_sum: the
 // gradient that reached sum from its other use, (rows, cols), or nullptr. With
 // g = grad_sum + (the rms_norm gradient of grad_y): grad_x = g in T and grad_delta = g rounded to

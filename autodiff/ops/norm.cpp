@@ -26,6 +26,15 @@ const void* data_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : 
 void* mutable_data_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
 Tensor contiguous_or_undefined(const Tensor& t) { return t.defined() ? raw_contiguous(t) : t; }
 
+// Under mixed precision a norm's output is read by products in the compute dtype: the kernel
+// writes that copy in its own pass (offered to the guard after the op), so no product casts it.
+// Undefined outside autocast, or where the compute dtype is not the next narrower one.
+// y: (..., C) -> the same shape in the compute dtype.
+Tensor narrow_copy_for_products(const Tensor& y) {
+  const std::optional<DType> narrow = detail::autocast_narrow_copy_dtype(y.dtype());
+  return narrow ? Tensor::empty(y.shape(), *narrow, y.device()) : Tensor();
+}
+
 // Checks x: (..., C) and the optional per-channel parameter p: (C).
 void check_norm_args(const char* op, const Tensor& x, const Tensor& p, const char* what,
                      double eps) {
@@ -175,11 +184,14 @@ SumAndNorm add_rms_norm(const Tensor& x, const Tensor& delta, const Tensor& weig
   const int64_t rows = leading_rows(x.shape());
   Tensor sum = detail::empty_like(x), y = detail::empty_like(x);
   Tensor rstd = detail::empty_like({rows}, x);
+  const Tensor y_narrow = narrow_copy_for_products(y);
   static const kernels::KernelRef<kernels::AddRmsNormForwardFn> kernel(kernels::kAddRmsNormForward);
   kernel(x.device(), x.dtype())(xc.raw_data(), dc.raw_data(), dc.dtype(), data_or_null(w),
                                 sum.raw_data(), y.raw_data(), rstd.raw_data(), rows,
-                                x.shape().back(), eps);
+                                x.shape().back(), eps, mutable_data_or_null(y_narrow),
+                                y_narrow.defined() ? y_narrow.dtype() : y.dtype());
   finish_op(kAddRmsNorm, {x, delta, weight}, {sum, y}, {sum, w, rstd}, Attrs{.floats = {eps}});
+  if (y_narrow.defined()) detail::autocast_offer_cast(y, y_narrow);
   return {sum, y};
 }
 
@@ -192,10 +204,13 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps) {
   const int64_t rows = leading_rows(x.shape());
   Tensor y = detail::empty_like(x);
   Tensor rstd = detail::empty_like({rows}, x);
+  const Tensor y_narrow = narrow_copy_for_products(y);
   static const kernels::KernelRef<kernels::RmsNormForwardFn> kernel(kernels::kRmsNormForward);
   kernel(x.device(), x.dtype())(xc.raw_data(), data_or_null(w), y.raw_data(), rstd.raw_data(), rows,
-                                x.shape().back(), eps);
+                                x.shape().back(), eps, mutable_data_or_null(y_narrow),
+                                y_narrow.defined() ? y_narrow.dtype() : y.dtype());
   finish_op(kRmsNorm, {x, weight}, {y}, {xc, w, rstd}, Attrs{.floats = {eps}});
+  if (y_narrow.defined()) detail::autocast_offer_cast(y, y_narrow);
   return y;
 }
 

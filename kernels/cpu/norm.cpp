@@ -96,24 +96,44 @@ T rms_norm_row(const T* xr, const T* w, T* yr, int64_t cols, double inv_cols, do
   return rs;
 }
 
+// The rows of y again in N (yn: nullptr for none), each value converted from y's.
+template <class T, class N>
+void narrow_row(const T* yr, N* yn, int64_t cols) {
+  if (yn != nullptr)
+    for (int64_t c = 0; c < cols; ++c) yn[c] = convert_element<N, T>(yr[c]);
+}
+
+// Calls fn(N{}) for y_narrow's storage type: T when there is none, else narrow_dtype's.
+template <class T, class Fn>
+void dispatch_narrow(const void* y_narrow, DType narrow_dtype, const char* kernel, Fn&& fn) {
+  if (y_narrow == nullptr) return fn(T{});
+  dispatch_same_or_narrower<T>(narrow_dtype, kernel, std::forward<Fn>(fn));
+}
+
 template <class T>
 void rms_norm_forward(const void* x_, const void* w_, void* y_, void* rstd_, int64_t rows,
-                      int64_t cols, double eps) {
+                      int64_t cols, double eps, void* y_narrow, DType narrow_dtype) {
   const T* x = static_cast<const T*>(x_);
   const T* w = static_cast<const T*>(w_);
   T* y = static_cast<T*>(y_);
   T* rstd = static_cast<T*>(rstd_);
   const double inv_cols = 1.0 / static_cast<double>(std::max<int64_t>(cols, 1));
+  dispatch_narrow<T>(y_narrow, narrow_dtype, kRmsNormForward, [&](auto nz) {
+    using N = decltype(nz);
+    N* yn = static_cast<N*>(y_narrow);
 #pragma omp parallel for if (rows * cols > kParallelWork) schedule(static)
-  for (int64_t r = 0; r < rows; ++r)
-    rstd[r] = rms_norm_row(x + r * cols, w, y + r * cols, cols, inv_cols, eps);
+    for (int64_t r = 0; r < rows; ++r) {
+      rstd[r] = rms_norm_row(x + r * cols, w, y + r * cols, cols, inv_cols, eps);
+      narrow_row(y + r * cols, yn != nullptr ? yn + r * cols : nullptr, cols);
+    }
+  });
 }
 
 // sum = x + delta (delta of D, widened to T: exact), then the norm of each row of sum, read back
-// as stored, so every value equals the composite's (a cast, an add, rms_norm).
-template <class T, class D>
-void add_rms_norm_rows(const T* x, const D* delta, const T* w, T* sum, T* y, T* rstd, int64_t rows,
-                       int64_t cols, double eps) {
+// as stored, so every value equals the composite's (a cast, an add, rms_norm); yn as for rms_norm.
+template <class T, class D, class N>
+void add_rms_norm_rows(const T* x, const D* delta, const T* w, T* sum, T* y, N* yn, T* rstd,
+                       int64_t rows, int64_t cols, double eps) {
   const double inv_cols = 1.0 / static_cast<double>(std::max<int64_t>(cols, 1));
 #pragma omp parallel for if (rows * cols > kParallelWork) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
@@ -122,17 +142,22 @@ void add_rms_norm_rows(const T* x, const D* delta, const T* w, T* sum, T* y, T* 
     T* sr = sum + r * cols;
     for (int64_t c = 0; c < cols; ++c) sr[c] = xr[c] + convert_element<T, D>(dr[c]);
     rstd[r] = rms_norm_row(sr, w, y + r * cols, cols, inv_cols, eps);
+    narrow_row(y + r * cols, yn != nullptr ? yn + r * cols : nullptr, cols);
   }
 }
 
 template <class T>
 void add_rms_norm_forward(const void* x, const void* delta, DType delta_dtype, const void* w,
-                          void* sum, void* y, void* rstd, int64_t rows, int64_t cols, double eps) {
+                          void* sum, void* y, void* rstd, int64_t rows, int64_t cols, double eps,
+                          void* y_narrow, DType narrow_dtype) {
   dispatch_same_or_narrower<T>(delta_dtype, kAddRmsNormForward, [&](auto d) {
-    using D = decltype(d);
-    add_rms_norm_rows(static_cast<const T*>(x), static_cast<const D*>(delta),
-                      static_cast<const T*>(w), static_cast<T*>(sum), static_cast<T*>(y),
-                      static_cast<T*>(rstd), rows, cols, eps);
+    dispatch_narrow<T>(y_narrow, narrow_dtype, kAddRmsNormForward, [&](auto nz) {
+      using D = decltype(d);
+      using N = decltype(nz);
+      add_rms_norm_rows(static_cast<const T*>(x), static_cast<const D*>(delta),
+                        static_cast<const T*>(w), static_cast<T*>(sum), static_cast<T*>(y),
+                        static_cast<N*>(y_narrow), static_cast<T*>(rstd), rows, cols, eps);
+    });
   });
 }
 

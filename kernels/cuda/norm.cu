@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "core/tensor.h"
 #include "kernels/cuda/common.cuh"
@@ -43,10 +44,11 @@ __device__ __forceinline__ void scale_by(const T* w, int64_t k0, int64_t n, bool
 // rstd = 1 / sqrt(mean(x^2) + eps) rounded to T; y = (x * rstd) * weight.
 // add_rms_norm: with delta: (rows, cols) of D (T or narrower), the row is first sum = x + delta,
 // rounded to T and stored, and the norm is of sum: each thread reads back the groups it wrote.
-template <int kRowThreads, class T, class D = T>
+// y_narrow (nullptr for none): y again in N, each value rounded from y's (the products' copy).
+template <int kRowThreads, class T, class D = T, class N = T>
 __global__ void __launch_bounds__(kThreads)
-    rms_norm_forward_kernel(const T* x, const D* delta, T* sum, const T* w, T* y, T* rstd,
-                            int64_t rows, int64_t cols, double inv_cols, double eps) {
+    rms_norm_forward_kernel(const T* x, const D* delta, T* sum, const T* w, T* y, N* y_narrow,
+                            T* rstd, int64_t rows, int64_t cols, double inv_cols, double eps) {
   using A = acc_t<T>;
   constexpr int V = kVec<T>;
   __shared__ A shared[32];
@@ -94,6 +96,12 @@ __global__ void __launch_bounds__(kThreads)
       for (int j = 0; j < V; ++j) v[j] *= rs;
       scale_by(w, g * V, cols, wa, v);
       store_group(yr, g * V, count, ya, v);
+      if (y_narrow != nullptr)
+#pragma unroll
+        for (int j = 0; j < V; ++j)  // rounded to T, then to N, as a cast of y would
+          if (j < count)
+            y_narrow[off + g * V + j] =
+                from_acc<N>(static_cast<acc_t<N>>(to_acc(from_acc<T>(v[j]))));
     }
   }
 }
@@ -393,20 +401,27 @@ double inverse_cols(int64_t cols) { return 1.0 / static_cast<double>(std::max<in
 // ---------------------------------------------------------------- entry points
 
 // Launches rms_norm_forward_kernel, a warp per row for short rows and a block per row otherwise.
-// delta and sum: nullptr for rms_norm.
-template <class T, class D>
-void launch_rms_norm_forward(const T* x, const D* delta, T* sum, const T* w, T* y, T* rstd,
-                             int64_t rows, int64_t cols, double eps, const char* name) {
+// delta and sum: nullptr for rms_norm; y_narrow: nullptr for no narrow copy.
+template <class T, class D, class N>
+void launch_rms_norm_forward(const T* x, const D* delta, T* sum, const T* w, T* y, N* y_narrow,
+                             T* rstd, int64_t rows, int64_t cols, double eps, const char* name) {
   if (rows == 0) return;  // cols == 0 still writes each row's rstd (1 / sqrt(eps)), as the CPU
   const double inv_cols = inverse_cols(cols);
   if (cols <= kShortRow)
-    rms_norm_forward_kernel<32, T, D>
+    rms_norm_forward_kernel<32, T, D, N>
         <<<grid_for(ceil_div(rows, kThreads / 32)), kThreads, 0, stream()>>>(
-            x, delta, sum, w, y, rstd, rows, cols, inv_cols, eps);
+            x, delta, sum, w, y, y_narrow, rstd, rows, cols, inv_cols, eps);
   else
-    rms_norm_forward_kernel<kThreads, T, D><<<grid_for(rows), kThreads, 0, stream()>>>(
-        x, delta, sum, w, y, rstd, rows, cols, inv_cols, eps);
+    rms_norm_forward_kernel<kThreads, T, D, N><<<grid_for(rows), kThreads, 0, stream()>>>(
+        x, delta, sum, w, y, y_narrow, rstd, rows, cols, inv_cols, eps);
   GRADUS_CUDA_CHECK_LAUNCH(name);
+}
+
+// Calls fn(N{}) for y_narrow's element type: T when there is none, else narrow_dtype's.
+template <class T, class Fn>
+void dispatch_narrow(const void* y_narrow, DType narrow_dtype, const char* kernel, Fn&& fn) {
+  if (y_narrow == nullptr) return fn(T{});
+  dispatch_same_or_narrower<T>(narrow_dtype, kernel, std::forward<Fn>(fn));
 }
 
 // Launches rms_norm_backward_kernel (when a row gradient is wanted), then the weight gradient.
@@ -430,10 +445,13 @@ void launch_rms_norm_backward(const T* x, const T* w, const T* rstd, const T* gy
 
 template <class T>
 void rms_norm_forward(const void* x, const void* w, void* y, void* rstd, int64_t rows, int64_t cols,
-                      double eps) {
-  launch_rms_norm_forward<T, T>(static_cast<const T*>(x), nullptr, nullptr,
-                                static_cast<const T*>(w), static_cast<T*>(y), static_cast<T*>(rstd),
-                                rows, cols, eps, "rms_norm_forward");
+                      double eps, void* y_narrow, DType narrow_dtype) {
+  dispatch_narrow<T>(y_narrow, narrow_dtype, kernels::kRmsNormForward, [&](auto nz) {
+    using N = decltype(nz);
+    launch_rms_norm_forward<T, T, N>(
+        static_cast<const T*>(x), nullptr, nullptr, static_cast<const T*>(w), static_cast<T*>(y),
+        static_cast<N*>(y_narrow), static_cast<T*>(rstd), rows, cols, eps, "rms_norm_forward");
+  });
 }
 
 template <class T>
@@ -447,13 +465,17 @@ void rms_norm_backward(const void* x, const void* w, const void* rstd, const voi
 
 template <class T>
 void add_rms_norm_forward(const void* x, const void* delta, DType delta_dtype, const void* w,
-                          void* sum, void* y, void* rstd, int64_t rows, int64_t cols, double eps) {
+                          void* sum, void* y, void* rstd, int64_t rows, int64_t cols, double eps,
+                          void* y_narrow, DType narrow_dtype) {
   dispatch_same_or_narrower<T>(delta_dtype, kernels::kAddRmsNormForward, [&](auto d) {
-    using D = decltype(d);
-    launch_rms_norm_forward<T, D>(static_cast<const T*>(x), static_cast<const D*>(delta),
-                                  static_cast<T*>(sum), static_cast<const T*>(w),
-                                  static_cast<T*>(y), static_cast<T*>(rstd), rows, cols, eps,
-                                  "add_rms_norm_forward");
+    dispatch_narrow<T>(y_narrow, narrow_dtype, kernels::kAddRmsNormForward, [&](auto nz) {
+      using D = decltype(d);
+      using N = decltype(nz);
+      launch_rms_norm_forward<T, D, N>(
+          static_cast<const T*>(x), static_cast<const D*>(delta), static_cast<T*>(sum),
+          static_cast<const T*>(w), static_cast<T*>(y), static_cast<N*>(y_narrow),
+          static_cast<T*>(rstd), rows, cols, eps, "add_rms_norm_forward");
+    });
   });
 }
 

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -190,7 +191,7 @@ TEST(Autocast, ProductsReadingOneTensorShareItsCast) {
   Tensor loss;
   {
     AutocastGuard mixed(DType::f32, DType::f64);
-    const Tensor h = rms_norm(x, g);  // f64, produced by an op
+    const Tensor h = rms_norm(x, g) * 1.5;  // f64, produced by an op (not a norm: no offer)
     ASSERT_FALSE(h.is_leaf());
     Tensor q, k, v;
     EXPECT_EQ(conversions_in([&] {
@@ -212,7 +213,7 @@ TEST(Autocast, ProductsReadingOneTensorShareItsCast) {
     }
     {
       NoGradGuard no_grad;
-      const Tensor h_eval = rms_norm(x, g);
+      const Tensor h_eval = x * 1.5;
       EXPECT_EQ(conversions_in([&] {
                   linear(h_eval, wq);
                   linear(h_eval, wk);
@@ -224,7 +225,7 @@ TEST(Autocast, ProductsReadingOneTensorShareItsCast) {
   backward(loss);
   // The shared cast changes no value: the same gradients as three separate casts of h, computed in
   // f32 by hand.
-  Tensor h32 = raw_to_dtype(rms_norm(detach(x), detach(g)), DType::f32);
+  Tensor h32 = raw_to_dtype(rms_norm(detach(x), detach(g)) * 1.5, DType::f32);
   h32.set_requires_grad(true);
   const Tensor q32 = linear(h32, raw_to_dtype(wq, DType::f32)),
                k32 = linear(h32, raw_to_dtype(wk, DType::f32)),
@@ -232,6 +233,42 @@ TEST(Autocast, ProductsReadingOneTensorShareItsCast) {
   EXPECT_NEAR(loss.item(), sum(q32 * k32 + v32).item(), 1e-5 * std::abs(loss.item()) + 1e-6);
   ASSERT_TRUE(x.grad().defined());
   ASSERT_TRUE(wv.grad().defined());
+}
+
+// A norm writes the compute-dtype copy of its output in its own pass and offers it to the guard:
+// the products reading the norm's output cast nothing (in no-grad mode too), and read the same
+// values a cast would give. Outside lean autocast nothing is offered.
+TEST(Autocast, NormsOfferTheCopyTheProductsRead) {
+  const Tensor x = randn_leaf({4, 6}, 51), g = randn_leaf({6}, 52), delta = randn_leaf({4, 6}, 53);
+  const Tensor w = randn_leaf({5, 6}, 54);
+  const Tensor delta32 = raw_to_dtype(delta, DType::f32);
+  for (bool grad_mode : {true, false}) {
+    SCOPED_TRACE(grad_mode ? "grad mode" : "no-grad mode");
+    std::optional<NoGradGuard> no_grad;
+    if (!grad_mode) no_grad.emplace();
+    Tensor n, m, yn, ym;
+    {
+      AutocastGuard mixed(DType::f32, DType::f64);
+      n = rms_norm(x, g);
+      m = add_rms_norm(x, delta32, g).norm;
+      EXPECT_EQ(conversions_in([&] {
+                  yn = linear(n, w);
+                  ym = linear(m, w);
+                }),
+                2)
+          << "the weight, twice: neither norm output is cast";
+    }
+    const Tensor w32 = raw_to_dtype(w, DType::f32);
+    EXPECT_EQ(yn.to_vector(), linear(raw_to_dtype(n, DType::f32), w32).to_vector());
+    EXPECT_EQ(ym.to_vector(), linear(raw_to_dtype(m, DType::f32), w32).to_vector());
+  }
+  set_lean_autocast(false);
+  {
+    AutocastGuard mixed(DType::f32, DType::f64);
+    const Tensor n = rms_norm(x, g);
+    EXPECT_EQ(conversions_in([&] { linear(n, w); }), 2) << "plain autocast casts both";
+  }
+  set_lean_autocast(true);
 }
 
 // AutocastWeights: the first guard casts each weight at its use and remembers it; every later

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "autodiff/autocast.h"
@@ -170,6 +172,34 @@ TEST(CudaMixedPrecision, AddRmsNormWidensABf16DeltaInItsKernel) {
     // bf16's rounding of grad delta (2^-8) bounds a one-ulp difference before it.
     EXPECT_LE(worst, (i == 3 ? 0x1p-8 : 0x1p-20) * scale) << names[i];
   }
+}
+
+// The norms write the bf16 copy the products read in their own pass (autocast_offer_cast): no
+// conversion between a norm and the products reading it, and the copy equals a cast of the output.
+TEST(CudaMixedPrecision, NormsWriteTheBf16CopyTheProductsRead) {
+  GRADUS_REQUIRE_CUDA();
+  Generator gen(37);
+  auto on_gpu = [&](const Shape& shape, double mean) {
+    return raw_to_device(rand_normal(shape, gen, DType::f32, mean, 1.0), kCUDA);
+  };
+  const Tensor x = on_gpu({6, 5, 256}, 0.0), g = on_gpu({256}, 1.0), w = on_gpu({64, 256}, 0.0);
+  const Tensor delta = raw_to_dtype(on_gpu({6, 5, 256}, 0.0), DType::bf16);
+  Tensor n, m, yn, ym;
+  std::map<std::string, int64_t> calls;
+  {
+    AutocastGuard mixed(DType::bf16, DType::f32);
+    n = rms_norm(x, g);
+    m = add_rms_norm(x, delta, g).norm;
+    census::open();
+    yn = linear(n, w);
+    ym = linear(m, w);
+    for (const auto& [kernel, count] : census::close()) calls[kernel] = count;
+  }
+  EXPECT_EQ(calls["copy (dtype conversion)"], 2) << "the weight, twice; neither norm output";
+  const Tensor w16 = raw_to_dtype(w, DType::bf16);
+  auto bits = [](const Tensor& t) { return raw_to_dtype(t, DType::f32).to_vector(); };
+  EXPECT_EQ(bits(yn), bits(linear(raw_to_dtype(n, DType::bf16), w16)));
+  EXPECT_EQ(bits(ym), bits(linear(raw_to_dtype(m, DType::bf16), w16)));
 }
 
 }  // namespace

@@ -17,15 +17,16 @@
 #include "autodiff/ops/norm.h"
 #include "autodiff/ops/reduce.h"
 #include "autodiff/tape.h"
-#include "core/kernel_census.h"
 #include "core/random.h"
 #include "kernels/gemm.h"
 #include "kernels/registry.h"
+#include "support/census.h"
 #include "support/cuda.h"
 
 namespace gradus {
 namespace {
 
+using testing::census_of;
 using testing::kCUDA;
 
 // Values exactly representable in bf16 (rounded on the CPU), as an f32 leaf on the GPU; `host`
@@ -67,10 +68,8 @@ TEST(CudaMixedPrecision, LinearWritesF32GradientsOfBf16Products) {
   Generator gen(33);
   const Tensor dy = raw_to_dtype(rand_normal({rows, out}, gen), DType::bf16);
   dyv = dy.to_vector();
-  census::open();
-  backward(y, raw_to_device(dy, kCUDA));
-  const auto calls = census::close();
-  for (const auto& [kernel, count] : calls) EXPECT_NE(kernel, "copy (dtype conversion)");
+  const auto calls = census_of([&] { backward(y, raw_to_device(dy, kCUDA)); });
+  EXPECT_EQ(calls.count("copy (dtype conversion)"), 0u);
 
   std::vector<double> dw(out * in, 0.0), dx(rows * in, 0.0);
   for (int64_t r = 0; r < rows; ++r)
@@ -97,10 +96,8 @@ TEST(CudaMixedPrecision, LinearCrossEntropyWritesAnF32WeightGradient) {
     AutocastGuard mixed(DType::bf16, DType::f32);
     loss = linear_cross_entropy(x, w, targets, -100, "sum", /*chunk_rows=*/16);
   }
-  census::open();
-  backward(loss);
-  const auto calls = census::close();
-  for (const auto& [kernel, count] : calls) EXPECT_NE(kernel, "copy (dtype conversion)");
+  const auto calls = census_of([&] { backward(loss); });
+  EXPECT_EQ(calls.count("copy (dtype conversion)"), 0u);
   ASSERT_EQ(w.grad().dtype(), DType::f32);
   ASSERT_EQ(x.grad().dtype(), DType::f32);
 
@@ -190,10 +187,10 @@ TEST(CudaMixedPrecision, NormsWriteTheBf16CopyTheProductsRead) {
     AutocastGuard mixed(DType::bf16, DType::f32);
     n = rms_norm(x, g);
     m = add_rms_norm(x, delta, g).norm;
-    census::open();
-    yn = linear(n, w);
-    ym = linear(m, w);
-    for (const auto& [kernel, count] : census::close()) calls[kernel] = count;
+    calls = census_of([&] {
+      yn = linear(n, w);
+      ym = linear(m, w);
+    });
   }
   EXPECT_EQ(calls["copy (dtype conversion)"], 2) << "the weight, twice; neither norm output";
   const Tensor w16 = raw_to_dtype(w, DType::bf16);

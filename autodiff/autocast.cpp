@@ -19,12 +19,14 @@ thread_local std::optional<AutocastState> t_state;
 // The untaped casts of one guard, shared: a tensor read by several products (q, k and v read one
 // normed input, gate and up another) is cast once, which saves the launches and the narrow copies
 // the records would keep until the backward; and the casts ops offer of their own outputs (the
-// norms write the bf16 copy in their pass). Only tensors an op produced (non-leaves) are shared:
-// the engine never writes them in place, so a cast is valid while both exist. The references are
-// weak, so the cache keeps no memory alive (in no-grad inference each cast dies after its product,
-// as without the cache). One table per guard, innermost last.
-// The cast is remembered by its storage (weakly) and its view: the products keep views of it
-// (reshaped rows), not the cast's own handle.
+// norms write the bf16 copy in their pass). Only op outputs are shared (non-leaves, and offered
+// outputs, which are leaves in no-grad mode): the engine never writes them in place, so a cast is
+// valid while both exist. A shared cast is referenced weakly, so the table keeps it alive no
+// longer than the records that saved it (in no-grad inference it dies after its product, as
+// without the table); an offered one is held while its source lives (released by the next offer
+// after the source has gone, or when the guard ends). One table per guard, innermost last.
+// A cast is remembered by its storage and its view: the products keep views of it (reshaped
+// rows), not the cast's own handle.
 struct SharedCast {
   std::weak_ptr<TensorImpl> source;
   std::weak_ptr<Storage> storage;

@@ -7,6 +7,7 @@
 #include "autodiff/ops/view.h"
 #include "core/env_switch.h"
 #include "core/error.h"
+#include "core/float_width.h"
 #include "kernels/copy.h"
 #include "kernels/registry.h"
 
@@ -186,10 +187,7 @@ ProductOperand autocast_product_operand(const Tensor& x) {
 
 std::optional<DType> autocast_narrow_copy_dtype(DType output) {
   if (!t_state || !lean_autocast_enabled()) return std::nullopt;
-  const DType compute = t_state->compute;
-  if ((output == DType::f32 && compute == DType::bf16) ||
-      (output == DType::f64 && compute == DType::f32))
-    return compute;
+  if (is_next_narrower(t_state->compute, output)) return t_state->compute;
   return std::nullopt;
 }
 

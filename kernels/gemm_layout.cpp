@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "core/error.h"
+#include "core/float_width.h"
 #include "kernels/gemm.h"
 
 namespace gradus::kernels {
@@ -43,8 +44,6 @@ bool gemm_can_fold_k(const GemmArgs& g) {
 
 namespace gradus::kernels {
 
-DType gemm_wide_dtype(DType operands) {
-  return operands == DType::bf16 ? DType::f32 : operands == DType::f32 ? DType::f64 : operands;
-}
+DType gemm_wide_dtype(DType operands) { return next_wider_float(operands); }
 
 }  // namespace gradus::kernels

@@ -10,6 +10,7 @@
 #include "autodiff/autocast.h"
 #include "autodiff/ops/common.h"
 #include "autodiff/ops/reduce.h"
+#include "core/float_width.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
@@ -114,16 +115,16 @@ Tensor linear_cross_entropy(const Tensor& x_in, const Tensor& weight_in, const T
   const DType loss_dtype = autocast ? autocast->wide : compute;  // as cross_entropy's autocast_wide
   const bool need_dx = grad_enabled() && x_op.recorded.requires_grad();
   const bool need_dw = grad_enabled() && w_op.recorded.requires_grad();
+  // The logits in the loss's dtype where the gemm writes it (else cast after it).
+  const DType logits_dtype = detail::gemm_output_dtype(loss_dtype, compute, x.device());
+  // The cross-entropy kernel writes dL/dlogits in the loss's dtype or the next narrower one.
+  const DType grad_dtype =
+      loss_dtype == compute || is_next_narrower(compute, loss_dtype) ? compute : loss_dtype;
   // dx in x_in's dtype where the gemm writes it, else in the compute dtype (cast in the backward).
   const DType dx_dtype = detail::gemm_output_dtype(x_op.recorded.dtype(), compute, x.device());
   // dW sums over the chunks: in weight_in's dtype where the gemm writes it (an f32 master weight of
   // bf16 products, f64 of f32 ones), else in f32 for bf16 (a bf16 running sum would round every
   // chunk) and in the compute dtype otherwise.
-  const DType logits_dtype = detail::gemm_output_dtype(loss_dtype, compute, x.device());
-  // The cross-entropy kernel writes dL/dlogits in the loss's dtype or the next narrower one.
-  const bool next_narrower = (loss_dtype == DType::f32 && compute == DType::bf16) ||
-                             (loss_dtype == DType::f64 && compute == DType::f32);
-  const DType grad_dtype = loss_dtype == compute || next_narrower ? compute : loss_dtype;
   const DType direct_dw = detail::gemm_output_dtype(w_op.recorded.dtype(), compute, x.device());
   const DType accumulate = direct_dw != compute     ? direct_dw
                            : compute == DType::bf16 ? DType::f32

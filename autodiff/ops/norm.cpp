@@ -9,6 +9,7 @@
 #include "autodiff/ops/common.h"
 #include "autodiff/ops/elementwise.h"
 #include "core/env_switch.h"
+#include "core/float_width.h"
 #include "kernels/norm.h"
 
 namespace gradus {
@@ -152,8 +153,6 @@ EnvSwitch& fused_norm_switch() {
   return on;
 }
 
-int width(DType d) { return d == DType::f64 ? 3 : d == DType::f32 ? 2 : d == DType::bf16 ? 1 : 0; }
-
 }  // namespace
 
 void set_fused_norm(bool on) { fused_norm_switch().set(on); }
@@ -165,11 +164,11 @@ SumAndNorm add_rms_norm(const Tensor& x, const Tensor& delta, const Tensor& weig
   detail::expect_defined(op, delta, "delta");
   const std::optional<AutocastState> autocast = autocast_state();
   const Tensor weight = detail::autocast_wide(weight_in);
-  // The kernel adds delta of x's dtype, or of a narrower one under autocast, to x kept in
+  // The kernel adds delta of x's dtype, or of the next narrower one under autocast, to x kept in
   // autocast's wide dtype (what rms_norm reads the sum in): anything else is the composite's.
-  const bool dtypes_fit = width(x.dtype()) > 0 && width(delta.dtype()) > 0 &&
+  const bool dtypes_fit = is_floating(x.dtype()) &&
                           (delta.dtype() == x.dtype() ||
-                           (autocast.has_value() && width(delta.dtype()) < width(x.dtype()))) &&
+                           (autocast.has_value() && is_next_narrower(delta.dtype(), x.dtype()))) &&
                           (!autocast.has_value() || x.dtype() == autocast->wide) &&
                           (!weight.defined() || weight.dtype() == x.dtype());
   if (!fused_norm_enabled() || !dtypes_fit || x.shape() != delta.shape() || x.dim() < 1 ||

@@ -144,6 +144,15 @@ TEST(AddRmsNorm, FallsBackToTheComposite) {
     EXPECT_EQ(calls.count("add_rms_norm_forward"), 0u);
     EXPECT_EQ(calls.count("rms_norm_forward"), 1u);
   }
+  {
+    // A delta two widths narrower (bf16 beside f64): the kernels pair only the next narrower.
+    AutocastGuard mixed(DType::bf16, DType::f64);
+    const Tensor x64 = rand_normal({2, 8}, gen, DType::f64);
+    const Tensor d16 = raw_to_dtype(rand_normal({2, 8}, gen), DType::bf16);
+    const auto calls = calls_of(x64, d16, Tensor());
+    EXPECT_EQ(calls.count("add_rms_norm_forward"), 0u);
+    EXPECT_EQ(calls.count("rms_norm_forward"), 1u);
+  }
   EXPECT_EQ(calls_of(x, rand_normal({2, 8}, gen), w).count("add_rms_norm_forward"), 1u);
   // Mixed dtypes outside autocast, and mismatched shapes, are the add's errors.
   EXPECT_THROW(add_rms_norm(x, rand_normal({2, 8}, gen, DType::f64), w), Error);

@@ -3,10 +3,10 @@
 // forward saves one log-sum-exp per query row, and the backward rebuilds P = exp(S - lse) from it.
 //
 // Four kernel families, chosen by GRADUS_ATTENTION_KERNEL (kernels/cuda/attention_select.h):
-// - blocked (the default): blocks of query rows through cuBLAS batched products and a warp-per-row
-//   softmax, any dtype and head size (kernels/cuda/attention_blocked.cu);
-// - flash: the tensor-core flash kernels (forward and backward) for bf16 with D 64 or 128
-//   (kernels/cuda/attention_flash.cu), blocked for everything else;
+// - flash (the default): the tensor-core flash kernels (forward and backward) for bf16 with D 64 or
+//   128 (kernels/cuda/attention_flash.cu), blocked for everything else;
+// - blocked: blocks of query rows through cuBLAS batched products and a warp-per-row softmax, any
+//   dtype and head size (kernels/cuda/attention_blocked.cu);
 // - reference: one warp per (b, h, row), any head_dim, f32 / f64 / bf16. Every score is a warp-wide
 //   dot product; the forward makes a pass for the row maximum, one for the sum, and one per 128
 //   channels for the output, so it is plainly the definition of softmax(S) V.

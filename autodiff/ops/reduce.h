@@ -40,7 +40,9 @@ struct ReduceLayout {
 ReduceLayout reduce_layout(const Shape& shape, const std::vector<int64_t>& axes);
 // x arranged for the kernels: contiguous, permuted when layout.perm is set.
 Tensor reduce_source(const Tensor& x, const ReduceLayout& layout);
-// Runs the reduce kernel: result has keepdim=true shape. No tape record.
+// Runs the reduce kernel: result has keepdim=true shape. No tape record. An f32 / f64 sum over
+// axes that are not adjacent runs once per run of adjacent axes (innermost first) instead of
+// permuting x into a copy.
 Tensor raw_reduce(int op, const Tensor& x, const std::vector<int64_t>& axes);
 }  // namespace detail
 

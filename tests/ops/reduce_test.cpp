@@ -14,6 +14,7 @@
 #include <string>
 
 #include "autodiff/ops/elementwise.h"
+#include "support/census.h"
 #include "support/expect_error.h"
 #include "support/gradcheck_util.h"
 
@@ -166,6 +167,44 @@ TEST(Reduce, ForwardOnWideInnerAndLongRows) {
       check_forward(c, rand_uniform({70000}, gen, dt, -1, 1), {}, false);
     }
   }
+}
+
+// A sum over axes that are not adjacent (a broadcast gradient: a bias (H, 1, X) from (B, H, T, X))
+// reduces each run of adjacent axes in turn, reading the input in place: no copy into a permuted
+// layout, one reduce call per run; the values are the naive sums (above, every axis choice).
+TEST(Reduce, NonAdjacentSumReadsItsInputInPlace) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Generator gen(33);
+    const Tensor x = rand_uniform({3, 4, 50, 6}, gen, dt, -1, 1);
+    Tensor bias_grad, total;
+    const auto calls = testing::census_of([&] {
+      bias_grad = sum_to(x, {4, 1, 6});
+      total = sum(x, {0, 2, 3});
+    });
+    EXPECT_EQ(calls.count("copy"), 0u);
+    EXPECT_EQ(calls.at("reduce"), 4);  // two runs each: {2} then {0}; {2, 3} then {0}
+    ASSERT_EQ(bias_grad.shape(), (Shape{4, 1, 6}));
+    ASSERT_EQ(total.shape(), (Shape{4}));
+    const std::vector<double> xs = x.to_vector(), got = bias_grad.to_vector(),
+                              got_total = total.to_vector();
+    for (int64_t h = 0; h < 4; ++h) {
+      double want_total = 0;
+      for (int64_t c = 0; c < 6; ++c) {
+        double want = 0;
+        for (int64_t b = 0; b < 3; ++b)
+          for (int64_t t = 0; t < 50; ++t) want += xs[((b * 4 + h) * 50 + t) * 6 + c];
+        want_total += want;
+        EXPECT_NEAR(got[h * 6 + c], want, dt == DType::f32 ? 2e-5 : 1e-13) << h << ", " << c;
+      }
+      EXPECT_NEAR(got_total[h], want_total, dt == DType::f32 ? 1e-4 : 1e-12) << h;
+    }
+  }
+  // The mean keeps the one-pass path over the permuted copy.
+  Generator gen(34);
+  const Tensor x = rand_uniform({3, 4, 5}, gen, DType::f32, -1, 1);
+  const auto calls = testing::census_of([&] { mean(x, {0, 2}); });
+  EXPECT_EQ(calls.at("reduce"), 1);
 }
 
 TEST(Reduce, RankZeroInputIsItsOwnReduction) {

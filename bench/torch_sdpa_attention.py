@@ -6,7 +6,8 @@ scores gets the fused form with the same arithmetic as the plain one:
 - lgt, egt: the same module: their grading scales the Q and K projection weights (a
   parametrization, torch_lm_step.add_grading), so Q and K arrive scaled before the fused kernel;
 - gin: softmax(s * sharpening) with s = q k^T / sqrt(d_h) equals the fused kernel on (q *
-  sharpening, k); its A v is the kernel's output and feeds each head's GIN layer as before.
+  sharpening, k); its A v is the kernel's output and feeds the heads' GIN layers, all heads in
+  one batched MLP (the plain form keeps the reference's loop over the heads).
 pna has no such form: its adjacency is a sharp softplus of ReLU scores (not a softmax) and its max
 aggregator needs A itself; `sdpa_unsupported_reason` says so.
 """
@@ -50,13 +51,29 @@ class SdpaGINAttention(torch_graph_attention.GINAttention):
         q, k = torch_graph_attention._rope(split(self.q_proj(x)), split(self.k_proj(x)), self.theta)
         v = split(x)
         av = _fused_causal(q * self.sharpening, k, v)  # the sharpening scalar folded into q
-        out = torch.cat([self._gin_head(h, v[:, h], av[:, h]).unsqueeze(1) for h in range(H)], dim=1)
-        return out.transpose(1, 2).reshape(B, T, C)
+        return self._gin_heads(v, av).transpose(1, 2).reshape(B, T, C)
 
-    def _gin_head(self, h, x, ax):
-        # _GINLayer.forward with A x already computed: mlp(eps x + A x).
-        layer = self.gin_layers[h]
-        return layer.mlp(layer.epsilon * x + ax)
+    def _gin_heads(self, x, ax):
+        # x, ax: (B, H, L, d_h) -> (B, H, L, d_h): every head's _GINLayer, mlp(eps x + A x), at
+        # once. The per-head parameters are stacked along a head axis (the same parameters, so
+        # the same model and gradients): the reference's Python loop over the heads is gone, as
+        # PyTorch at its best would write it. Each Linear's bias takes the product's dtype, as
+        # nn.Linear's does under autocast.
+        layers = self.gin_layers
+        norm = layers[0].mlp[2]  # every head has the same eps
+
+        def stacked(get):  # (H, ...) of a per-head parameter
+            return torch.stack([get(layer) for layer in layers])
+
+        eps = stacked(lambda l: l.epsilon).view(1, -1, 1, 1)
+        w1, b1 = stacked(lambda l: l.mlp[0].weight), stacked(lambda l: l.mlp[0].bias).unsqueeze(1)
+        w2, b2 = stacked(lambda l: l.mlp[4].weight), stacked(lambda l: l.mlp[4].bias).unsqueeze(1)
+        gain = stacked(lambda l: l.mlp[2].weight).unsqueeze(1)  # (H, 1, hidden)
+        h = torch.matmul(eps * x + ax, w1.transpose(1, 2))  # (B, H, L, hidden)
+        h = F.dropout(h + b1.to(h.dtype), layers[0].mlp[1].p, self.training)
+        h = F.silu(h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.eps) * gain)
+        out = torch.matmul(h, w2.transpose(1, 2))  # (B, H, L, d_h)
+        return out + b2.to(out.dtype)
 
 
 def sdpa_unsupported_reason(kind):

@@ -59,12 +59,20 @@ Tensor GinAttention::forward(const Tensor& x, int64_t position_offset) {
     if (keep_adjacency_) last_adjacency_ = detach(a);
     av = matmul(a, v);
   }
-  Tensor self = one_plus_eps_ ? v * (eps_ + 1.0) : v * eps_;
-  Tensor z = av + self;            // (B, H, T, D)
-  Tensor h = mlp_in_->forward(z);  // (B, H, T, m)
+  // The per-head MLP runs heads first, on (H, B T, .): each head's rows are then one contiguous
+  // matrix, so each of its products (forward and backward) is one strided-batched product over the
+  // heads rather than one call per batch entry (on the GPU, B calls of H tiny products each), and
+  // its elementwise ops see contiguous operands. The add that makes z writes it in that order.
+  const int64_t B = x.size(0), T = x.size(1), H = num_heads_;
+  const Tensor eps = reshape(eps_, {H, 1, 1, 1});
+  const Tensor v_heads_first = transpose(v, 0, 1);  // (H, B, T, D): views
+  Tensor self = one_plus_eps_ ? v_heads_first * (eps + 1.0) : v_heads_first * eps;
+  Tensor z = reshape(transpose(av, 0, 1) + self, {H, B * T, D});  // (H, B T, D)
+  Tensor h = mlp_in_->forward(z);                                 // (H, B T, m)
   h = gradus::dropout(h, mlp_dropout_, *rng(), is_training());
-  h = mlp_out_->forward(silu(mlp_norm_->forward(h)));  // (B, H, T, D)
-  Tensor out = merge_heads(h);                         // (B, T, C)
+  h = mlp_out_->forward(silu(mlp_norm_->forward(h)));  // (H, B T, D)
+  // (H, B, T, D) -> (B, T, H, D) -> (B, T, C): the one copy, as merge_heads makes.
+  Tensor out = reshape(permute(reshape(h, {H, B, T, D}), {1, 2, 0, 3}), {B, T, H * D});
   return o_proj_ ? o_proj_->forward(out) : out;
 }
 

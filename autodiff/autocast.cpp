@@ -212,6 +212,17 @@ Tensor autocast_wide(const Tensor& x) { return t_state ? cast_if_float(x, t_stat
 void autocast_promote(Tensor& a, Tensor& b) {
   if (!t_state || !a.defined() || !b.defined() || a.dtype() == b.dtype()) return;
   if (!is_float(a.dtype()) || !is_float(b.dtype())) return;
+  // A 0-dim operand (a scalar parameter: gin's sharpening alpha, Sparse-GIN's eps) takes the other
+  // operand's dtype, as in PyTorch's type promotion: q * alpha stays bf16 rather than widening the
+  // whole of q to f32 and back for the attention product that reads it.
+  if (a.dim() == 0 && b.dim() != 0) {
+    a = to_dtype(a, b.dtype());
+    return;
+  }
+  if (b.dim() == 0 && a.dim() != 0) {
+    b = to_dtype(b, a.dtype());
+    return;
+  }
   if (width(a.dtype()) < width(b.dtype()))
     a = to_dtype(a, b.dtype());
   else

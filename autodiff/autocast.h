@@ -127,7 +127,9 @@ bool lean_autocast_enabled();
 
 namespace detail {
 // For an elementwise op on a and b of different floating dtypes under autocast: both in the
-// wider of the two (f64 > f32 > bf16). Outside autocast, or with equal dtypes, unchanged.
+// wider of the two (f64 > f32 > bf16), except that a 0-dim operand beside one with dimensions takes
+// that one's dtype (PyTorch's rule for 0-dim tensors). Outside autocast, or with equal dtypes,
+// unchanged.
 void autocast_promote(Tensor& a, Tensor& b);
 // The same for a list joined into one tensor (concat, stack): every floating tensor in the widest
 // dtype among them.

@@ -45,15 +45,18 @@ Tensor GinAttention::forward(const Tensor& x, int64_t position_offset) {
   Tensor q = rope_heads(q_proj_->forward(x), num_heads_, rope_theta_, position_offset);
   Tensor k = rope_heads(k_proj_->forward(x), num_heads_, rope_theta_, position_offset);
   Tensor v = split_heads(x, num_heads_);  // (B, H, T, D): a view, no projection
-  // alpha / (sqrt(d_h) T) scales q (B H T D elements) rather than the scores (B H T T).
+  // alpha scales q (B H T D elements) rather than the scores (B H T T); under autocast q keeps its
+  // dtype (alpha is 0-dim), as PyTorch's q * alpha does. 1 / (sqrt(d_h) T) is the attention's
+  // scale where the fused op runs, so it is never rounded to q's dtype.
   const double scale = 1.0 / (std::sqrt(static_cast<double>(D)) * temperature_);
-  q = alpha_.defined() ? q * (alpha_ * scale) : q * scale;
+  if (alpha_.defined()) q = q * alpha_;
   Tensor av;  // A v: (B, H, T, D)
   if (threshold_.mode == ThresholdMode::none && !keep_adjacency_) {
     // A is the plain causal softmax: the fused op where it applies, A never materialised.
-    av = causal_softmax_attention(q, k, v, 1.0, attention_dropout_, *rng(), is_training());
+    av = causal_softmax_attention(q, k, v, scale, attention_dropout_, *rng(), is_training());
   } else {
-    Tensor a = softmax(causal_masked_fill(matmul(q, transpose(k, -2, -1))), -1);  // (B, H, T, T)
+    Tensor a =
+        softmax(causal_masked_fill(matmul(q * scale, transpose(k, -2, -1))), -1);  // (B, H, T, T)
     a = gradus::dropout(a, attention_dropout_, *rng(), is_training());
     a = threshold_adjacency(a, threshold_);
     if (keep_adjacency_) last_adjacency_ = detach(a);

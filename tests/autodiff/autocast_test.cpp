@@ -73,6 +73,34 @@ TEST(Autocast, EachOpRunsInItsDtype) {
   EXPECT_EQ(silu(linear(x, w)).dtype(), DType::f32);  // elementwise: the input's dtype
 }
 
+// A 0-dim operand takes the dtype of an operand with dimensions (PyTorch's rule), either side:
+// the product stays narrow, and the scalar's gradient still arrives in its own (wide) dtype.
+TEST(Autocast, ZeroDimOperandsTakeTheOtherOperandsDtype) {
+  Tensor x = randn_leaf({3, 8}, 1), w = randn_leaf({5, 8}, 2);
+  Tensor alpha = randn_leaf({}, 3);  // f64, 0-dim: a scalar parameter
+  Tensor bias = randn_leaf({5}, 4);  // f64, 1-dim: still promotes
+  Tensor left, right, widened;
+  {
+    AutocastGuard mixed(DType::f32, DType::f64);
+    const Tensor y = linear(x, w);  // f32
+    left = alpha * y;
+    right = y * alpha;
+    widened = y + bias;
+  }
+  EXPECT_EQ(left.dtype(), DType::f32);
+  EXPECT_EQ(right.dtype(), DType::f32);
+  EXPECT_EQ(widened.dtype(), DType::f64);
+  backward(sum(to_dtype(left, DType::f64)) + sum(to_dtype(right, DType::f64)));
+  ASSERT_EQ(alpha.grad().dtype(), DType::f64);
+  // d/d alpha of sum(2 alpha y) = 2 sum(y), computed from the f32 y.
+  Tensor x32 = raw_to_dtype(x, DType::f32), w32 = raw_to_dtype(w, DType::f32);
+  const double want = 2.0 * sum(to_dtype(linear(x32, w32), DType::f64)).item();
+  EXPECT_NEAR(alpha.grad().item(), want, 1e-5 * std::max(1.0, std::abs(want)));
+  // Two 0-dim operands of different dtypes still meet in the wider one.
+  AutocastGuard mixed(DType::f32, DType::f64);
+  EXPECT_EQ((alpha * Tensor::scalar(2.0, DType::f32)).dtype(), DType::f64);
+}
+
 TEST(Autocast, MixedDtypesOutsideAGuardAreStillAnError) {
   EXPECT_THROW(Tensor::zeros({2}, DType::f32) + Tensor::zeros({2}, DType::f64), Error);
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "autodiff/autocast.h"
 #include "autodiff/ops/elementwise.h"
 #include "autodiff/ops/matmul.h"
 #include "autodiff/ops/norm.h"
@@ -29,7 +30,13 @@ Tensor HeadLinear::forward(const Tensor& x) const {
                "expected x of shape (..., {}, T, {}) but found {}", H, in, x.describe());
   // The transposed weight is a BLAS transpose flag, not a copy; the heads are the gemm batch.
   Tensor y = matmul(x, transpose(weight_, -1, -2));
-  return bias_.defined() ? y + bias_ : y;
+  if (!bias_.defined()) return y;
+  // Under autocast the bias joins the product's (narrow) dtype, as linear's bias does (and
+  // nn.Linear's under torch.autocast): the (..., H, T, out) activations stay narrow instead of
+  // being widened to add an (H, 1, out) bias. Its gradient is summed in the narrow dtype and cast
+  // back, as linear's is.
+  const bool narrow = autocast_state().has_value() && y.dtype() != bias_.dtype();
+  return y + (narrow ? to_dtype(bias_, y.dtype()) : bias_);
 }
 
 HeadRMSNorm::HeadRMSNorm(int64_t heads, int64_t dim, double eps) : eps_(eps) {

@@ -5,10 +5,14 @@
 #include <cmath>
 #include <string>
 
+#include "autodiff/autocast.h"
 #include "autodiff/ops/elementwise.h"
+#include "autodiff/ops/matmul.h"
 #include "autodiff/ops/reduce.h"
+#include "autodiff/ops/view.h"
 #include "models/graph/adjacency.h"
 #include "models/graph/gin_attention.h"
+#include "models/graph/head_mlp.h"
 #include "models/graph/pna_attention.h"
 #include "models/nn/lm.h"
 #include "models/optim/adam.h"
@@ -190,6 +194,34 @@ TEST(GinAttention, GradcheckEveryParameter) {
       for (const Tensor& p : g.parameters()) inputs.push_back(p);
       EXPECT_GRADCHECK([&](const std::vector<Tensor>& in) { return g.forward(in[0], 1); }, inputs);
     }
+}
+
+// Under autocast HeadLinear's bias joins the product's narrow dtype (as linear's does): the output
+// stays narrow, equals the narrow computation, and the bias's gradient arrives in its own dtype,
+// equal to the narrow gradient widened. On the CPU narrow is f32 and wide f64.
+TEST(HeadLinear, UnderAutocastTheBiasJoinsTheProductsDtype) {
+  Generator gen(5);
+  HeadLinear layer(2, 3, 4, true, gen);
+  layer.to(DType::f64);                       // the master weights in the wide dtype
+  const Tensor x = randn_leaf({2, 5, 3}, 9);  // (H, N, in), f64
+  Tensor y;
+  {
+    AutocastGuard mixed(DType::f32, DType::f64);
+    y = layer.forward(x);
+  }
+  ASSERT_EQ(y.dtype(), DType::f32);
+  backward(sum(to_dtype(y, DType::f64)));
+  ASSERT_EQ(layer.bias().grad().dtype(), DType::f64);
+  // The narrow computation by hand: f32 operands, f32 bias.
+  const Tensor x32 = raw_to_dtype(x, DType::f32), w32 = raw_to_dtype(layer.weight(), DType::f32);
+  Tensor b32 = raw_to_dtype(layer.bias(), DType::f32);
+  b32.set_requires_grad(true);
+  const Tensor want = matmul(x32, transpose(w32, -1, -2)) + b32;
+  backward(sum(want));
+  const Vec got_y = y.to_vector(), want_y = want.to_vector();
+  for (size_t i = 0; i < want_y.size(); ++i) EXPECT_EQ(got_y[i], want_y[i]) << i;
+  const Vec got_db = layer.bias().grad().to_vector(), want_db = b32.grad().to_vector();
+  for (size_t i = 0; i < want_db.size(); ++i) EXPECT_EQ(got_db[i], want_db[i]) << i;
 }
 
 TEST(GraphAttention, LaterTokensDoNotChangeEarlierOutputs) {

@@ -74,8 +74,7 @@ Tensor GinAttention::forward(const Tensor& x, int64_t position_offset) {
   Tensor h = mlp_in_->forward(z);                                 // (H, B T, m)
   h = gradus::dropout(h, mlp_dropout_, *rng(), is_training());
   h = mlp_out_->forward(silu(mlp_norm_->forward(h)));  // (H, B T, D)
-  // (H, B, T, D) -> (B, T, H, D) -> (B, T, C): the one copy, as merge_heads makes.
-  Tensor out = reshape(permute(reshape(h, {H, B, T, D}), {1, 2, 0, 3}), {B, T, H * D});
+  Tensor out = merge_heads_first(h, B);                // (B, T, C)
   return o_proj_ ? o_proj_->forward(out) : out;
 }
 

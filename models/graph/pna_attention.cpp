@@ -209,15 +209,14 @@ Tensor PnaAttention::forward(const Tensor& x, int64_t position_offset) {
   // build the features read the moments through transposed views and write (H, B, T, .), so each
   // head's rows are one matrix and every product of the MLP is one strided-batched call over the
   // heads (batch-first, each made one call per batch entry).
-  const int64_t B = x.size(0), T = x.size(1), H = num_heads_, D = head_dim_;
+  const int64_t B = x.size(0), T = x.size(1), H = num_heads_;
   for (Tensor* m : {&moments.sum, &moments.square, &moments.max, &moments.min, &moments.degree})
     if (m->defined()) *m = transpose(*m, 0, 1);
   Tensor features =  // (H, B, T, F D)
       pna_features_from_moments(moments, aggregators_, scalers_, delta_, &last_delta_);
   features = reshape(features, {H, B * T, features.size(-1)});
   Tensor h = mlp_out_->forward(silu(mlp_in_->forward(features)));  // (H, B T, D)
-  // (H, B, T, D) -> (B, T, H, D) -> (B, T, C): the one copy, as merge_heads makes.
-  Tensor out = reshape(permute(reshape(h, {H, B, T, D}), {1, 2, 0, 3}), {B, T, H * D});
+  Tensor out = merge_heads_first(h, B);                            // (B, T, C)
   return o_proj_->forward(out);
 }
 

@@ -19,6 +19,13 @@ Tensor merge_heads(const Tensor& t) {
   return reshape(transpose(t, 1, 2), {B, T, H * D});
 }
 
+Tensor merge_heads_first(const Tensor& t, int64_t batch) {
+  GRADUS_CHECK(t.dim() == 3 && batch > 0 && t.size(1) % batch == 0, "merge_heads_first",
+               "expected (H, B T, D) with B = {} but found {}", batch, t.describe());
+  const int64_t H = t.size(0), T = t.size(1) / batch, D = t.size(2);
+  return reshape(permute(reshape(t, {H, batch, T, D}), {1, 2, 0, 3}), {batch, T, H * D});
+}
+
 Tensor rope_heads(const Tensor& projected, int64_t num_heads, double rope_theta,
                   int64_t position_offset) {
   return rope(split_heads(projected, num_heads), rope_theta, position_offset);

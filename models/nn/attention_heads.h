@@ -19,6 +19,9 @@ Tensor split_heads(const Tensor& t, int64_t num_heads);
 // t: (B, H, T, D) -> (B, T, H * D), the heads side by side again: a view when t is laid out as
 // (B, T, H, D) (scaled_dot_product_attention's output), a copy otherwise.
 Tensor merge_heads(const Tensor& t);
+// The same for heads-first rows: (H, B T, D) -> (B, T, H D), one copy (the per-head MLPs of gin
+// and pna run on that layout).
+Tensor merge_heads_first(const Tensor& t, int64_t batch);
 // projected: (B, T, H * D) -> rope(split_heads(projected)): (B, H, T, D), row t at absolute
 // position position_offset + t: the queries or keys of a RoPE kind.
 Tensor rope_heads(const Tensor& projected, int64_t num_heads, double rope_theta,
